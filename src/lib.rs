@@ -1,0 +1,1 @@
+//! httpcache-proxy library.
