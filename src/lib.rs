@@ -1,1 +1,14 @@
-//! httpcache-proxy library.
+//! httpcache-proxy: a fast, standards-correct HTTP caching proxy with a crash-safe, tiered
+//! disk cache. See ARCHITECTURE.md for how the modules fit together.
+//!
+//! Dependencies point one way: `app -> {server, proxy} -> cache`; nothing in `cache` knows
+//! about the proxy or the network.
+
+pub mod app;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod logging;
+pub mod proxy;
+pub mod server;

@@ -1,0 +1,148 @@
+//! Wiring: builds the cache tiers, the upstream client and the proxy from the settings, binds
+//! the listener, and runs until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+
+use crate::cache::policy::PolicyConfig;
+use crate::cache::{Cache, CacheLimits};
+use crate::cli::{DemoArgs, RunArgs};
+use crate::demo;
+use crate::proxy::upstream::{Timeouts, Upstream};
+use crate::proxy::{Proxy, ProxySettings};
+use crate::server::{self, ServerSettings};
+
+/// Checks settings that span several flags; errors name the flag.
+pub fn validate(args: &RunArgs) -> anyhow::Result<()> {
+    if args.memory_size == 0 {
+        bail!("--memory-size must be greater than zero");
+    }
+    if args.cache_size == 0 {
+        bail!("--cache-size must be greater than zero");
+    }
+    if args.max_object_size > args.cache_size {
+        bail!("--max-object-size ({}) exceeds --cache-size ({})", args.max_object_size, args.cache_size);
+    }
+    if args.upstream_timeout.is_zero() || args.connect_timeout.is_zero() {
+        bail!("--upstream-timeout and --connect-timeout must be greater than zero");
+    }
+    Ok(())
+}
+
+/// Builds the proxy described by `args`.
+pub fn build_proxy(args: &RunArgs) -> anyhow::Result<Arc<Proxy>> {
+    let stale_time = args.stale_time.unwrap_or(0);
+    let cache = if stale_time == 0 {
+        None
+    } else {
+        let limits = CacheLimits {
+            disk_bytes: args.cache_size,
+            memory_bytes: args.memory_size,
+            max_object: args.max_object_size,
+        };
+        let cache = Cache::open(Some(&args.cache_dir), limits)
+            .with_context(|| format!("--cache-dir {}: cannot open the cache directory", args.cache_dir.display()))?;
+        Some(Arc::new(cache))
+    };
+    let upstream = Upstream::new(Timeouts { connect: args.connect_timeout, read: args.upstream_timeout });
+    let settings = ProxySettings {
+        upstream_port: args.upstream_port,
+        policy: PolicyConfig {
+            heuristic_lifetime: std::time::Duration::from_secs(stale_time),
+            force_ttl: args.force_ttl,
+            shared: true,
+        },
+        cache_name: args.cache_name.clone(),
+    };
+    Ok(Arc::new(Proxy::new(cache, upstream, settings)))
+}
+
+/// Runs the proxy until a shutdown signal.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    validate(&args)?;
+    let proxy = build_proxy(&args)?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--host/--port: cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let stale_time = args.stale_time.unwrap_or(0);
+    tracing::info!(
+        addr = %local,
+        stale_time,
+        upstream_port = args.upstream_port,
+        cache_dir = %args.cache_dir.display(),
+        caching = stale_time > 0,
+        "listening on http://{local}/"
+    );
+    if !args.host.is_loopback() {
+        tracing::warn!(host = %args.host, "bound to a non-loopback address: anyone who can reach it can use this proxy");
+    }
+    let settings = ServerSettings { header_timeout: std::time::Duration::from_secs(30), grace: args.shutdown_grace };
+    server::serve(listener, proxy, settings, shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs the demo: the built-in origin with the test page, and the proxy in front of it.
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let site = demo::Site::generate();
+    if let Some(dir) = &args.write_site {
+        site.write_to(dir).with_context(|| format!("--write-site {}", dir.display()))?;
+        println!("wrote {} images and index.html to {}", site.image_count(), dir.display());
+        return Ok(());
+    }
+    let origin = TcpListener::bind(("127.0.0.1", args.origin_port))
+        .await
+        .with_context(|| format!("--origin-port: cannot listen on 127.0.0.1:{}", args.origin_port))?;
+    let origin_port = origin.local_addr()?.port();
+    tokio::spawn(demo::origin::serve(origin, Arc::new(site)));
+    let proxy_args = RunArgs {
+        stale_time: Some(args.stale_time),
+        port: args.port,
+        upstream_port: origin_port,
+        host: [127, 0, 0, 1].into(),
+        cache_dir: args.cache_dir,
+        verbose: args.verbose,
+        cache_size: 1 << 30,
+        memory_size: 256 << 20,
+        max_object_size: 128 << 20,
+        log_format: crate::cli::LogFormat::Text,
+        force_ttl: false,
+        connect_timeout: std::time::Duration::from_secs(10),
+        upstream_timeout: std::time::Duration::from_secs(30),
+        shutdown_grace: std::time::Duration::from_secs(5),
+        cache_name: "httpcache-proxy".into(),
+    };
+    println!(
+        "demo: origin on http://127.0.0.1:{origin_port}/ ; open http://127.0.0.1:{}/127.0.0.1:{origin_port}/ \
+         in a browser, then reload to see every image served from the cache (Ctrl-C stops)",
+        args.port
+    );
+    run(proxy_args).await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,120 @@
+//! Command-line flags. The original proxy's command line is kept as it was:
+//! `httpcache-proxy <stale_time> [--port] [--upstream-port] [--host] [--cache-dir] [-v]`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{parse_duration, parse_size};
+
+/// A fast, standards-correct HTTP caching proxy.
+///
+/// Visit http://<host>:<port>/<target-host>[:<target-port>]/<path> to fetch <path> from
+/// <target-host> through the cache.
+#[derive(Parser, Debug)]
+#[command(
+    name = "httpcache-proxy",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    /// A subcommand instead of running the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Proxy settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a built-in origin serving the 272-image test page, with the proxy in front of it.
+    Demo(DemoArgs),
+}
+
+/// Flags of `demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Write the test site to this folder and exit (serve it with any static server).
+    #[arg(long, value_name = "DIR")]
+    pub write_site: Option<PathBuf>,
+    /// Seconds the demo caches responses that have Last-Modified.
+    #[arg(long, default_value_t = 60)]
+    pub stale_time: u64,
+    /// Port the demo proxy listens on.
+    #[arg(long, default_value_t = 8888)]
+    pub port: u16,
+    /// Port of the built-in origin (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub origin_port: u16,
+    /// Cache directory of the demo proxy.
+    #[arg(long, default_value = "./cache")]
+    pub cache_dir: PathBuf,
+    /// Debug-level logs.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Flags of the proxy itself.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Seconds a response stays fresh when the origin sent Last-Modified but no explicit
+    /// freshness (RFC 9111 heuristic freshness). 0 disables caching.
+    #[arg(value_name = "STALE_TIME", required = true)]
+    pub stale_time: Option<u64>,
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8888)]
+    pub port: u16,
+    /// Upstream port used when the URL names none.
+    #[arg(long, default_value_t = 80)]
+    pub upstream_port: u16,
+    /// Address to bind (0.0.0.0 serves the network).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Directory of the disk cache.
+    #[arg(long, default_value = "./cache")]
+    pub cache_dir: PathBuf,
+    /// Debug-level logs.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Disk cache bound (e.g. 10GiB, 500MB).
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// Memory tier bound.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub memory_size: u64,
+    /// Largest response body stored.
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    pub max_object_size: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// The original proxy's behaviour: every successful GET is fresh for exactly STALE_TIME
+    /// seconds whatever the origin says (no-store and private are still honoured).
+    #[arg(long)]
+    pub force_ttl: bool,
+    /// Upstream connect timeout (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Upstream timeout for the response head and between body chunks.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub upstream_timeout: std::time::Duration,
+    /// Grace period for in-flight requests on shutdown.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+    /// This cache's name in Cache-Status headers.
+    #[arg(long, default_value = "httpcache-proxy")]
+    pub cache_name: String,
+}

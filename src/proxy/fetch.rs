@@ -1,0 +1,331 @@
+//! Going to the origin: a leader's fetch that fills the cache (with revalidation of a stale
+//! entry when it has validators), and pass-through for what must not be stored.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Either, Empty};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::headers::{strip_hop_by_hop, CACHE_STATUS, X_CACHE};
+use super::reply::{CacheResult, CacheStatus, Reply};
+use super::respond;
+use super::service::{Ask, Proxy};
+use super::upstream::{UpstreamBody, UpstreamError};
+use crate::cache::coalesce::LeaderGuard;
+use crate::cache::fill::FillError;
+use crate::cache::key::CacheKey;
+use crate::cache::meta::StoredHead;
+use crate::cache::policy::{self, CacheControl};
+use crate::cache::sink::FillSink;
+use crate::cache::{Cache, CachedResponse};
+
+/// Request fields never sent upstream on a fetch that fills the cache: the cache needs the
+/// full response, and answers the client's own conditionals and ranges itself.
+const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::RANGE,
+];
+
+/// One trip to the origin on behalf of a request.
+pub(super) struct Fetch<'a> {
+    proxy: &'a Arc<Proxy>,
+    ask: &'a Ask,
+}
+
+type Answer = (Response<ProxyBody>, CacheResult);
+
+impl<'a> Fetch<'a> {
+    pub(super) fn new(proxy: &'a Arc<Proxy>, ask: &'a Ask) -> Self {
+        Self { proxy, ask }
+    }
+
+    fn target_name(&self) -> String {
+        format!("{}:{}", self.ask.target.host, self.ask.target.port)
+    }
+
+    fn request(&self, method: Method, mut headers: HeaderMap, body: UpstreamBody) -> Request<UpstreamBody> {
+        strip_hop_by_hop(&mut headers);
+        let t = &self.ask.target;
+        if let Ok(host) = HeaderValue::from_str(&t.authority()) {
+            headers.insert(header::HOST, host);
+        }
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = format!("http://{}:{}{}", t.host, t.port, t.path_and_query)
+            .parse()
+            .unwrap_or_default();
+        *req.headers_mut() = headers;
+        req
+    }
+
+    fn failure(&self, e: &UpstreamError) -> Answer {
+        tracing::debug!(error = %e, "upstream failed");
+        (respond::error(e.status(), &e.to_string()), CacheResult::Local)
+    }
+
+    /// Forwards the request and streams the answer back without storing it. `fwd` is the
+    /// Cache-Status reason. Unsafe methods that succeed invalidate the target (§4.4).
+    pub(super) async fn pass(&self, body: Option<Incoming>, fwd: &'static str) -> Answer {
+        let body = body.map_or(Either::Left(Empty::new()), Either::Right);
+        let req = self.request(self.ask.method.clone(), self.ask.headers.clone(), body);
+        let resp = match self.proxy.upstream.send(req, &self.target_name()).await {
+            Ok(r) => r,
+            Err(e) => return self.failure(&e),
+        };
+        let (mut parts, incoming) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        self.invalidate_after(&parts.status).await;
+        let status = CacheStatus {
+            fwd: Some(fwd),
+            fwd_status: Some(parts.status.as_u16()),
+            ttl: None,
+            stored: false,
+            collapsed: false,
+            detail: None,
+        };
+        parts.headers.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
+        parts.headers.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
+        (Response::from_parts(parts, ProxyBody::Upstream(incoming)), CacheResult::Pass)
+    }
+
+    /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI.
+    async fn invalidate_after(&self, status: &StatusCode) {
+        let unsafe_method = !matches!(self.ask.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+        if unsafe_method && (status.is_success() || status.is_redirection()) {
+            if let Some(cache) = &self.proxy.cache {
+                let t = &self.ask.target;
+                cache.remove(&CacheKey::new("http", &t.host, t.port, &t.path_and_query)).await;
+            }
+        }
+    }
+
+    /// The leader's fetch: revalidates `stale` if it has validators, else fetches in full,
+    /// storing what may be stored while streaming it to the client and to any followers.
+    pub(super) async fn fill(
+        &self,
+        cache: &Arc<Cache>,
+        key: &CacheKey,
+        guard: LeaderGuard,
+        stale: Option<CachedResponse>,
+    ) -> Answer {
+        let mut headers = self.ask.headers.clone();
+        for name in &CLIENT_CONDITIONALS {
+            headers.remove(name);
+        }
+        let validating = stale.as_ref().is_some_and(|s| policy::has_validator(&s.head.headers));
+        if let (true, Some(s)) = (validating, &stale) {
+            headers.extend(policy::conditional_headers(&s.head.headers));
+        }
+        let request_time = SystemTime::now();
+        let req = self.request(Method::GET, headers, Either::Left(Empty::new()));
+        let resp = match self.proxy.upstream.send(req, &self.target_name()).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(s) = stale.filter(|s| self.stale_if_error(s)) {
+                    drop(guard);
+                    return (self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale), CacheResult::Stale);
+                }
+                guard.failed(e.status(), e.to_string().into());
+                return self.failure(&e);
+            }
+        };
+        let response_time = SystemTime::now();
+        let (mut parts, incoming) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if let Some(s) = stale {
+            if parts.status == StatusCode::NOT_MODIFIED && validating {
+                return self.revalidated(cache, key, guard, s, &parts.headers, request_time, response_time).await;
+            }
+            if parts.status.is_server_error() && self.stale_if_error(&s) {
+                drop(guard);
+                return (self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale), CacheResult::Stale);
+            }
+        }
+        let head = StoredHead {
+            key: key.url().to_string(),
+            status: parts.status,
+            headers: parts.headers,
+            request_time,
+            response_time,
+        };
+        self.store_and_stream(cache, key, guard, head, incoming).await
+    }
+
+    fn stale_if_error(&self, s: &CachedResponse) -> bool {
+        let now = SystemTime::now();
+        let h = &s.head;
+        let age = policy::AgeInputs::from_response(&h.headers, h.request_time, h.response_time).current_age(now);
+        let lifetime = policy::freshness_lifetime(h.status, &h.headers, h.response_time, &self.proxy.settings.policy);
+        let req_cc = CacheControl::parse_request(&self.ask.headers);
+        policy::stale_if_error_allows(&req_cc, &CacheControl::parse(&h.headers), &lifetime, age)
+    }
+
+    /// A 304 for a stale entry: freshen the stored head (§4.3.4) and serve the stored body.
+    #[allow(clippy::too_many_arguments)]
+    async fn revalidated(
+        &self,
+        cache: &Arc<Cache>,
+        key: &CacheKey,
+        guard: LeaderGuard,
+        stale: CachedResponse,
+        not_modified: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Answer {
+        let head = Arc::new(StoredHead {
+            key: key.url().to_string(),
+            status: stale.head.status,
+            headers: policy::merge_304(&stale.head.headers, not_modified),
+            request_time,
+            response_time,
+        });
+        let fresh = CachedResponse { head: head.clone(), body: stale.body, tier: stale.tier };
+        if let crate::cache::CachedBody::Memory(body) = &fresh.body {
+            cache.store_complete(key, head, body.clone()).await;
+            guard.updated();
+        } else {
+            drop(guard); // large entries keep their stored head; followers fetch for themselves
+        }
+        (self.proxy.serve(self.ask, cache, key, fresh, CacheResult::Revalidated), CacheResult::Revalidated)
+    }
+
+    /// Stores a full response if policy allows, streaming it to the client as it arrives.
+    async fn store_and_stream(
+        &self,
+        cache: &Arc<Cache>,
+        key: &CacheKey,
+        guard: LeaderGuard,
+        head: StoredHead,
+        incoming: Incoming,
+    ) -> Answer {
+        let settings = &self.proxy.settings;
+        let storable = policy::is_storable(&Method::GET, &self.ask.headers, head.status, &head.headers, &settings.policy)
+            .map_err(|why| why.as_str())
+            // Until variants are stored per Vary, a response that varies is not stored.
+            .and_then(|()| if head.headers.contains_key(header::VARY) { Err("vary") } else { Ok(()) });
+        let expected_len = content_length(&head.headers);
+        let lifetime = policy::freshness_lifetime(head.status, &head.headers, head.response_time, &settings.policy);
+        let head = Arc::new(head);
+        let started = match storable {
+            Ok(()) => cache.start_fill(key, head.clone(), expected_len).await,
+            Err(why) => {
+                tracing::debug!(key = key.url(), reason = why, "not storable");
+                None
+            }
+        };
+        let Some((fill, sink)) = started else {
+            drop(guard);
+            return self.pass_response(head, incoming);
+        };
+        // Followers may share the response only if it is fresh: one that needs validation on
+        // every use must not be handed to requests that did not see it validated.
+        let guard = if lifetime.duration().is_some_and(|d| !d.is_zero()) {
+            guard.ready(fill.clone());
+            Some(guard)
+        } else {
+            drop(guard);
+            None
+        };
+        let max_object = cache.limits().max_object;
+        let idle = self.proxy.upstream.timeouts().read;
+        tokio::spawn(pump(incoming, sink, guard, cache.clone(), key.clone(), head.clone(), expected_len, max_object, idle));
+        let reply = Reply {
+            method: &self.ask.method,
+            req_headers: &self.ask.headers,
+            cache_name: &settings.cache_name,
+            result: CacheResult::Miss,
+            status: CacheStatus {
+                fwd: Some("uri-miss"),
+                fwd_status: Some(head.status.as_u16()),
+                ttl: lifetime.duration().map(|d| d.as_secs() as i64),
+                stored: true,
+                collapsed: false,
+                detail: None,
+            },
+            age: None,
+        };
+        (reply.fill(&fill), CacheResult::Miss)
+    }
+
+    fn pass_response(&self, head: Arc<StoredHead>, incoming: Incoming) -> Answer {
+        let mut resp = Response::new(ProxyBody::Upstream(incoming));
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers.clone();
+        let status = CacheStatus {
+            fwd: Some("uri-miss"),
+            fwd_status: Some(head.status.as_u16()),
+            ttl: None,
+            stored: false,
+            collapsed: false,
+            detail: None,
+        };
+        let h = resp.headers_mut();
+        h.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
+        h.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
+        (resp, CacheResult::Pass)
+    }
+}
+
+fn status_value(name: &str, s: &CacheStatus) -> HeaderValue {
+    let mut v = format!("{name}; fwd={}", s.fwd.unwrap_or("uri-miss"));
+    if let Some(st) = s.fwd_status {
+        v.push_str(&format!("; fwd-status={st}"));
+    }
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Reads the upstream body into the fill, independent of any client: the entry is completed
+/// even if the client that caused the fetch goes away. Never stores a body cut short, one
+/// whose length differs from Content-Length, or one over `max_object`.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    mut incoming: Incoming,
+    mut sink: FillSink,
+    guard: Option<LeaderGuard>,
+    cache: Arc<Cache>,
+    key: CacheKey,
+    head: Arc<StoredHead>,
+    expected_len: Option<u64>,
+    max_object: u64,
+    idle: std::time::Duration,
+) {
+    let outcome = loop {
+        match tokio::time::timeout(idle, incoming.frame()).await {
+            Err(_) => break Err(FillError::Upstream("upstream body stalled".into())),
+            Ok(None) => break Ok(()),
+            Ok(Some(Err(e))) => break Err(FillError::Upstream(e.to_string().into())),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    sink.push(data).await;
+                }
+            }
+        }
+    };
+    let received = sink.received();
+    let outcome = outcome.and_then(|()| match expected_len {
+        Some(n) if n != received => Err(FillError::Upstream(format!("length {received} != Content-Length {n}").into())),
+        _ => Ok(()),
+    });
+    if let Err(e) = &outcome {
+        tracing::warn!(key = key.url(), error = %e, "upstream body incomplete: not stored");
+    }
+    let store = outcome.is_ok() && received <= max_object;
+    let (_stored, body) = sink.finish(outcome, store).await;
+    if let (true, Some(body)) = (store, body) {
+        cache.insert_memory(&key, head, body);
+    }
+    if let Some(g) = guard {
+        g.complete();
+    }
+}

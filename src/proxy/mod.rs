@@ -1,0 +1,12 @@
+//! The proxy: routing, the request pipeline, the upstream client and response building.
+
+pub mod body;
+mod fetch;
+pub mod headers;
+pub mod reply;
+pub mod respond;
+pub mod route;
+pub mod service;
+pub mod upstream;
+
+pub use service::{Proxy, ProxySettings};

@@ -1,0 +1,246 @@
+//! Builds client responses from what the cache holds: stored entries (memory or file), fills
+//! in progress, and `304 Not Modified` answers to the client's own conditionals.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use super::body::{BodyError, ProxyBody};
+use super::headers::{CACHE_STATUS, X_CACHE};
+use crate::cache::fill::Fill;
+use crate::cache::meta::StoredHead;
+use crate::cache::policy::{self, AgeInputs};
+use crate::cache::{CachedBody, CachedResponse};
+
+/// Bytes read from an entry file per step when streaming a large hit.
+const FILE_CHUNK: u64 = 256 * 1024;
+
+/// What the client is told about how its response was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Fresh from the cache.
+    Hit,
+    /// Stale from the cache (allowed by max-stale, stale-while-revalidate or stale-if-error).
+    Stale,
+    /// Revalidated with the origin (304) and served from the cache.
+    Revalidated,
+    /// Fetched from the origin and stored.
+    Miss,
+    /// Waited for another request's fetch of the same URL.
+    Collapsed,
+    /// Fetched from the origin, not stored.
+    Pass,
+    /// Answered by the proxy itself (usage page, error).
+    Local,
+}
+
+impl CacheResult {
+    /// The `X-Cache` value and log word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Stale => "STALE",
+            CacheResult::Revalidated => "REVALIDATED",
+            CacheResult::Miss => "MISS",
+            CacheResult::Collapsed => "COLLAPSED",
+            CacheResult::Pass => "PASS",
+            CacheResult::Local => "LOCAL",
+        }
+    }
+
+    /// `X-Cache` keeps the original proxy's two values.
+    fn x_cache(self) -> &'static str {
+        match self {
+            CacheResult::Hit | CacheResult::Stale | CacheResult::Revalidated => "HIT",
+            _ => "MISS",
+        }
+    }
+}
+
+/// The `Cache-Status` member for this cache (RFC 9211), e.g. `httpcache-proxy; hit; ttl=52`.
+pub struct CacheStatus {
+    /// `hit`, or the `fwd` reason.
+    pub fwd: Option<&'static str>,
+    /// `fwd-status`.
+    pub fwd_status: Option<u16>,
+    /// Remaining freshness in seconds (negative when stale).
+    pub ttl: Option<i64>,
+    /// Whether the response was stored.
+    pub stored: bool,
+    /// Whether the request was collapsed into another.
+    pub collapsed: bool,
+    /// Extra detail.
+    pub detail: Option<&'static str>,
+}
+
+impl CacheStatus {
+    fn render(&self, name: &str) -> HeaderValue {
+        let mut s = String::from(name);
+        match self.fwd {
+            None => s.push_str("; hit"),
+            Some(f) => {
+                s.push_str("; fwd=");
+                s.push_str(f);
+            }
+        }
+        if let Some(st) = self.fwd_status {
+            s.push_str(&format!("; fwd-status={st}"));
+        }
+        if let Some(ttl) = self.ttl {
+            s.push_str(&format!("; ttl={ttl}"));
+        }
+        if self.stored {
+            s.push_str("; stored");
+        }
+        if self.collapsed {
+            s.push_str("; collapsed");
+        }
+        if let Some(d) = self.detail {
+            s.push_str("; detail=");
+            s.push_str(d);
+        }
+        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
+    }
+}
+
+/// Age and remaining freshness of a stored response at `now` (RFC 9111 §4.2.3, §4.2.1).
+pub fn age_and_ttl(head: &StoredHead, cfg: &policy::PolicyConfig, now: SystemTime) -> (Duration, i64) {
+    let age = AgeInputs::from_response(&head.headers, head.request_time, head.response_time)
+        .current_age(now);
+    let lifetime = policy::freshness_lifetime(head.status, &head.headers, head.response_time, cfg);
+    let ttl = lifetime.duration().unwrap_or_default().as_secs() as i64 - age.as_secs() as i64;
+    (age, ttl)
+}
+
+/// Everything needed to turn a stored head into a client response.
+pub struct Reply<'a> {
+    /// Request method (HEAD gets no body).
+    pub method: &'a Method,
+    /// Request headers (for the client's own conditionals).
+    pub req_headers: &'a HeaderMap,
+    /// The cache's name in `Cache-Status`.
+    pub cache_name: &'a str,
+    /// How the response was obtained.
+    pub result: CacheResult,
+    /// The `Cache-Status` details.
+    pub status: CacheStatus,
+    /// `Age` to send, if the response came from storage.
+    pub age: Option<Duration>,
+}
+
+impl Reply<'_> {
+    /// The response head for `head`, or a 304 if the client's conditional matches.
+    fn head(&self, head: &StoredHead, body_len: Option<u64>) -> (Response<ProxyBody>, bool) {
+        let not_modified = head.status == StatusCode::OK
+            && policy::client_conditional_matches(self.req_headers, &head.headers);
+        let mut resp = Response::new(ProxyBody::empty());
+        *resp.status_mut() = if not_modified { StatusCode::NOT_MODIFIED } else { head.status };
+        let h = resp.headers_mut();
+        if not_modified {
+            for name in [
+                header::CACHE_CONTROL,
+                header::CONTENT_LOCATION,
+                header::DATE,
+                header::ETAG,
+                header::EXPIRES,
+                header::VARY,
+                header::LAST_MODIFIED,
+            ] {
+                for v in head.headers.get_all(&name) {
+                    h.append(name.clone(), v.clone());
+                }
+            }
+        } else {
+            *h = head.headers.clone();
+            if let Some(len) = body_len {
+                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
+        }
+        let h = resp.headers_mut();
+        if let Some(age) = self.age {
+            h.insert(header::AGE, HeaderValue::from(age.as_secs()));
+        }
+        h.insert(X_CACHE.clone(), HeaderValue::from_static(self.result.x_cache()));
+        h.insert(CACHE_STATUS.clone(), self.status.render(self.cache_name));
+        let wants_body = !not_modified && *self.method != Method::HEAD;
+        (resp, wants_body)
+    }
+
+    /// A response from a stored entry.
+    pub fn stored(&self, stored: CachedResponse, on_corrupt: impl FnOnce() + Send + 'static) -> Response<ProxyBody> {
+        let (mut resp, wants_body) = self.head(&stored.head, Some(stored.body.len()));
+        if wants_body {
+            *resp.body_mut() = match stored.body {
+                CachedBody::Memory(b) => ProxyBody::full(b),
+                CachedBody::File { file, offset, len, crc } => stream_file(file, offset, len, crc, on_corrupt),
+            };
+        }
+        resp
+    }
+
+    /// A response streamed from a fill in progress.
+    pub fn fill(&self, fill: &Arc<Fill>) -> Response<ProxyBody> {
+        let (mut resp, wants_body) = self.head(fill.head(), None);
+        if wants_body {
+            let (tx, body) = ProxyBody::channel();
+            let mut reader = fill.reader();
+            tokio::spawn(async move {
+                while let Some(chunk) = reader.next().await {
+                    let failed = chunk.is_err();
+                    let msg = chunk.map_err(|e| Box::new(e) as BodyError);
+                    if tx.send(msg).await.is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            *resp.body_mut() = body;
+        }
+        resp
+    }
+}
+
+/// Streams a large entry body from its file, checking the CRC as it goes. On a mismatch the
+/// stream ends in an error (the client's connection is cut, so the response never looks
+/// complete) and `on_corrupt` drops the entry.
+fn stream_file(
+    file: Arc<std::fs::File>,
+    offset: u64,
+    len: u64,
+    crc: u32,
+    on_corrupt: impl FnOnce() + Send + 'static,
+) -> ProxyBody {
+    let (tx, body) = ProxyBody::channel();
+    tokio::spawn(async move {
+        let mut hasher = crc32fast::Hasher::new();
+        let mut pos = 0u64;
+        while pos < len {
+            let n = (len - pos).min(FILE_CHUNK);
+            let f = file.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; n as usize];
+                f.read_exact_at(&mut buf, offset + pos).map(|_| Bytes::from(buf))
+            })
+            .await;
+            let Ok(Ok(chunk)) = read else {
+                let _ = tx.send(Err("cache file read failed".into())).await;
+                on_corrupt();
+                return;
+            };
+            hasher.update(&chunk);
+            pos += n;
+            if pos == len && hasher.clone().finalize() != crc {
+                let _ = tx.send(Err("cache entry checksum mismatch".into())).await;
+                on_corrupt();
+                return;
+            }
+            if tx.send(Ok(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    body
+}
