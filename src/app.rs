@@ -43,8 +43,9 @@ pub fn build_proxy(args: &RunArgs) -> anyhow::Result<Arc<Proxy>> {
             memory_bytes: args.memory_size,
             max_object: args.max_object_size,
         };
-        let cache = Cache::open(Some(&args.cache_dir), limits)
-            .with_context(|| format!("--cache-dir {}: cannot open the cache directory", args.cache_dir.display()))?;
+        let cache = Cache::open(Some(&args.cache_dir), limits).with_context(|| {
+            format!("--cache-dir {}: cannot open the cache directory", args.cache_dir.display())
+        })?;
         Some(Arc::new(cache))
     };
     let upstream = Upstream::new(Timeouts { connect: args.connect_timeout, read: args.upstream_timeout });
@@ -65,9 +66,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     validate(&args)?;
     let proxy = build_proxy(&args)?;
     let addr = SocketAddr::new(args.host, args.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("--host/--port: cannot listen on {addr}"))?;
+    let listener =
+        TcpListener::bind(addr).await.with_context(|| format!("--host/--port: cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     let stale_time = args.stale_time.unwrap_or(0);
     tracing::info!(
@@ -81,7 +81,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if !args.host.is_loopback() {
         tracing::warn!(host = %args.host, "bound to a non-loopback address: anyone who can reach it can use this proxy");
     }
-    let settings = ServerSettings { header_timeout: std::time::Duration::from_secs(30), grace: args.shutdown_grace };
+    let settings =
+        ServerSettings { header_timeout: std::time::Duration::from_secs(30), grace: args.shutdown_grace };
     server::serve(listener, proxy, settings, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())

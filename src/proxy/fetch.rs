@@ -58,9 +58,8 @@ impl<'a> Fetch<'a> {
         }
         let mut req = Request::new(body);
         *req.method_mut() = method;
-        *req.uri_mut() = format!("http://{}:{}{}", t.host, t.port, t.path_and_query)
-            .parse()
-            .unwrap_or_default();
+        *req.uri_mut() =
+            format!("http://{}:{}{}", t.host, t.port, t.path_and_query).parse().unwrap_or_default();
         *req.headers_mut() = headers;
         req
     }
@@ -97,7 +96,8 @@ impl<'a> Fetch<'a> {
 
     /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI.
     async fn invalidate_after(&self, status: &StatusCode) {
-        let unsafe_method = !matches!(self.ask.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+        let unsafe_method =
+            !matches!(self.ask.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
         if unsafe_method && (status.is_success() || status.is_redirection()) {
             if let Some(cache) = &self.proxy.cache {
                 let t = &self.ask.target;
@@ -130,7 +130,10 @@ impl<'a> Fetch<'a> {
             Err(e) => {
                 if let Some(s) = stale.filter(|s| self.stale_if_error(s)) {
                     drop(guard);
-                    return (self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale), CacheResult::Stale);
+                    return (
+                        self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale),
+                        CacheResult::Stale,
+                    );
                 }
                 guard.failed(e.status(), e.to_string().into());
                 return self.failure(&e);
@@ -141,7 +144,9 @@ impl<'a> Fetch<'a> {
         strip_hop_by_hop(&mut parts.headers);
         if let Some(s) = stale {
             if parts.status == StatusCode::NOT_MODIFIED && validating {
-                return self.revalidated(cache, key, guard, s, &parts.headers, request_time, response_time).await;
+                return self
+                    .revalidated(cache, key, guard, s, &parts.headers, request_time, response_time)
+                    .await;
             }
             if parts.status.is_server_error() && self.stale_if_error(&s) {
                 drop(guard);
@@ -161,8 +166,10 @@ impl<'a> Fetch<'a> {
     fn stale_if_error(&self, s: &CachedResponse) -> bool {
         let now = SystemTime::now();
         let h = &s.head;
-        let age = policy::AgeInputs::from_response(&h.headers, h.request_time, h.response_time).current_age(now);
-        let lifetime = policy::freshness_lifetime(h.status, &h.headers, h.response_time, &self.proxy.settings.policy);
+        let age =
+            policy::AgeInputs::from_response(&h.headers, h.request_time, h.response_time).current_age(now);
+        let lifetime =
+            policy::freshness_lifetime(h.status, &h.headers, h.response_time, &self.proxy.settings.policy);
         let req_cc = CacheControl::parse_request(&self.ask.headers);
         policy::stale_if_error_allows(&req_cc, &CacheControl::parse(&h.headers), &lifetime, age)
     }
@@ -206,12 +213,19 @@ impl<'a> Fetch<'a> {
         incoming: Incoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
-        let storable = policy::is_storable(&Method::GET, &self.ask.headers, head.status, &head.headers, &settings.policy)
-            .map_err(|why| why.as_str())
-            // Until variants are stored per Vary, a response that varies is not stored.
-            .and_then(|()| if head.headers.contains_key(header::VARY) { Err("vary") } else { Ok(()) });
+        let storable = policy::is_storable(
+            &Method::GET,
+            &self.ask.headers,
+            head.status,
+            &head.headers,
+            &settings.policy,
+        )
+        .map_err(|why| why.as_str())
+        // Until variants are stored per Vary, a response that varies is not stored.
+        .and_then(|()| if head.headers.contains_key(header::VARY) { Err("vary") } else { Ok(()) });
         let expected_len = content_length(&head.headers);
-        let lifetime = policy::freshness_lifetime(head.status, &head.headers, head.response_time, &settings.policy);
+        let lifetime =
+            policy::freshness_lifetime(head.status, &head.headers, head.response_time, &settings.policy);
         let head = Arc::new(head);
         let started = match storable {
             Ok(()) => cache.start_fill(key, head.clone(), expected_len).await,
@@ -235,7 +249,17 @@ impl<'a> Fetch<'a> {
         };
         let max_object = cache.limits().max_object;
         let idle = self.proxy.upstream.timeouts().read;
-        tokio::spawn(pump(incoming, sink, guard, cache.clone(), key.clone(), head.clone(), expected_len, max_object, idle));
+        tokio::spawn(pump(
+            incoming,
+            sink,
+            guard,
+            cache.clone(),
+            key.clone(),
+            head.clone(),
+            expected_len,
+            max_object,
+            idle,
+        ));
         let reply = Reply {
             method: &self.ask.method,
             req_headers: &self.ask.headers,
@@ -314,7 +338,9 @@ async fn pump(
     };
     let received = sink.received();
     let outcome = outcome.and_then(|()| match expected_len {
-        Some(n) if n != received => Err(FillError::Upstream(format!("length {received} != Content-Length {n}").into())),
+        Some(n) if n != received => {
+            Err(FillError::Upstream(format!("length {received} != Content-Length {n}").into()))
+        }
         _ => Ok(()),
     });
     if let Err(e) = &outcome {

@@ -108,8 +108,7 @@ impl CacheStatus {
 
 /// Age and remaining freshness of a stored response at `now` (RFC 9111 §4.2.3, §4.2.1).
 pub fn age_and_ttl(head: &StoredHead, cfg: &policy::PolicyConfig, now: SystemTime) -> (Duration, i64) {
-    let age = AgeInputs::from_response(&head.headers, head.request_time, head.response_time)
-        .current_age(now);
+    let age = AgeInputs::from_response(&head.headers, head.request_time, head.response_time).current_age(now);
     let lifetime = policy::freshness_lifetime(head.status, &head.headers, head.response_time, cfg);
     let ttl = lifetime.duration().unwrap_or_default().as_secs() as i64 - age.as_secs() as i64;
     (age, ttl)
@@ -170,12 +169,18 @@ impl Reply<'_> {
     }
 
     /// A response from a stored entry.
-    pub fn stored(&self, stored: CachedResponse, on_corrupt: impl FnOnce() + Send + 'static) -> Response<ProxyBody> {
+    pub fn stored(
+        &self,
+        stored: CachedResponse,
+        on_corrupt: impl FnOnce() + Send + 'static,
+    ) -> Response<ProxyBody> {
         let (mut resp, wants_body) = self.head(&stored.head, Some(stored.body.len()));
         if wants_body {
             *resp.body_mut() = match stored.body {
                 CachedBody::Memory(b) => ProxyBody::full(b),
-                CachedBody::File { file, offset, len, crc } => stream_file(file, offset, len, crc, on_corrupt),
+                CachedBody::File { file, offset, len, crc } => {
+                    stream_file(file, offset, len, crc, on_corrupt)
+                }
             };
         }
         resp

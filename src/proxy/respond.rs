@@ -7,12 +7,7 @@ use super::body::ProxyBody;
 
 /// A short plain-text answer: `<code> <reason>: <message>`.
 pub fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    let text = format!(
-        "{} {}: {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error"),
-        message
-    );
+    let text = format!("{} {}: {}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error"), message);
     text_response(status, text, "text/plain; charset=utf-8")
 }
 

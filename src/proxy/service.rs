@@ -88,7 +88,9 @@ impl Proxy {
         let target = match route(pq, self.settings.upstream_port) {
             Route::Home => return (respond::home_page(), CacheResult::Local),
             Route::AddSlash(loc) => return (respond::redirect(&loc), CacheResult::Local),
-            Route::Invalid(msg) => return (respond::error(StatusCode::BAD_REQUEST, &msg), CacheResult::Local),
+            Route::Invalid(msg) => {
+                return (respond::error(StatusCode::BAD_REQUEST, &msg), CacheResult::Local)
+            }
             Route::Target(t) => t,
         };
         let (parts, body) = req.into_parts();
@@ -110,7 +112,9 @@ impl Proxy {
         }
         let stale = match cache.lookup(&key).await {
             Some(hit) => match self.reuse(&req_cc, &hit) {
-                Reuse::Fresh => return (self.serve(&ask, &cache, &key, hit, CacheResult::Hit), CacheResult::Hit),
+                Reuse::Fresh => {
+                    return (self.serve(&ask, &cache, &key, hit, CacheResult::Hit), CacheResult::Hit)
+                }
                 Reuse::ServeStale => {
                     return (self.serve(&ask, &cache, &key, hit, CacheResult::Stale), CacheResult::Stale)
                 }
@@ -222,14 +226,18 @@ impl Proxy {
                     return Fetch::new(self, ask).pass(None, "uri-miss").await;
                 }
                 Phase::Failed(status, msg) => return (respond::error(status, &msg), CacheResult::Local),
-                Phase::Ready(_) | Phase::NotShared => return Fetch::new(self, ask).pass(None, "uri-miss").await,
+                Phase::Ready(_) | Phase::NotShared => {
+                    return Fetch::new(self, ask).pass(None, "uri-miss").await
+                }
             }
         }
     }
 
     /// stale-while-revalidate: one background revalidation per key (RFC 5861 §3).
     fn refresh_in_background(self: &Arc<Self>, cache: &Arc<Cache>, key: &CacheKey, ask: &Ask) {
-        let Joined::Leader(guard) = cache.join(key) else { return };
+        let Joined::Leader(guard) = cache.join(key) else {
+            return;
+        };
         let (this, cache, key) = (self.clone(), cache.clone(), key.clone());
         let ask = Ask { method: Method::GET, headers: ask.headers.clone(), target: ask.target.clone() };
         tokio::spawn(async move {

@@ -111,10 +111,7 @@ impl Upstream {
                     Err(UpstreamError::Connect { target: target.to_string(), reason })
                 }
             }
-            Ok(Err(e)) => Err(UpstreamError::Protocol {
-                target: target.to_string(),
-                reason: root_cause(&e),
-            }),
+            Ok(Err(e)) => Err(UpstreamError::Protocol { target: target.to_string(), reason: root_cause(&e) }),
         }
     }
 }

@@ -1,0 +1,334 @@
+//! The core proxy end to end: the real binary against a real origin, counting what reaches
+//! the origin.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use support::*;
+use tokio::sync::Notify;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn miss_then_hit_reaches_origin_once() {
+    let origin = Origin::start().await;
+    let lm = last_modified();
+    origin.ok("/a.txt", &[("last-modified", &lm), ("content-type", "text/plain")], "hello");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+
+    let first = get(&proxy.url(origin.port(), "/a.txt"), &[]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.body, "hello");
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    assert!(first.header("cache-status").unwrap().contains("fwd=uri-miss"));
+
+    let second = get(&proxy.url(origin.port(), "/a.txt"), &[]).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, "hello");
+    assert_eq!(second.header("x-cache"), Some("HIT"));
+    assert_eq!(second.header("content-type"), Some("text/plain"));
+    assert!(second.header("age").is_some(), "Age on a cached response");
+    assert!(second.header("cache-status").unwrap().starts_with("httpcache-proxy; hit"));
+    assert_eq!(origin.hits("/a.txt"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_header_names_the_target_and_query_is_kept() {
+    let origin = Origin::start().await;
+    origin.ok("/q?x=1&y=2", &[], "query");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let got = get(&proxy.url(origin.port(), "/q?x=1&y=2"), &[]).await;
+    assert_eq!(got.body, "query");
+    let h = origin.last_request("/q?x=1&y=2").unwrap();
+    assert_eq!(h.get("host").unwrap(), &format!("127.0.0.1:{}", origin.port()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_port_flag_is_used_when_url_names_none() {
+    let origin = Origin::start().await;
+    origin.ok("/p", &[], "via default port");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let got = get(&format!("http://127.0.0.1:{}/127.0.0.1/p", proxy.port), &[]).await;
+    assert_eq!(got.body, "via default port");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn response_without_validator_or_freshness_is_not_reused() {
+    let origin = Origin::start().await;
+    origin.ok("/plain", &[], "x");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    for _ in 0..2 {
+        assert_eq!(get(&proxy.url(origin.port(), "/plain"), &[]).await.body, "x");
+    }
+    assert_eq!(origin.hits("/plain"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ttl_expiry_refetches() {
+    let origin = Origin::start().await;
+    origin.ok("/t", &[("last-modified", &last_modified())], "v1");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(1, origin.port(), dir.path()).start();
+    get(&proxy.url(origin.port(), "/t"), &[]).await;
+    assert_eq!(get(&proxy.url(origin.port(), "/t"), &[]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(origin.hits("/t"), 1);
+    // The TTL is a duration of real time; this waits for it to pass, not for a task.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    origin.ok("/t", &[("last-modified", &last_modified())], "v2");
+    let after = get(&proxy.url(origin.port(), "/t"), &[]).await;
+    assert_eq!(origin.hits("/t"), 2);
+    assert_eq!(after.body, "v2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_time_zero_never_caches_and_writes_nothing() {
+    let origin = Origin::start().await;
+    origin.ok("/z", &[("last-modified", &last_modified()), ("cache-control", "max-age=600")], "z");
+    let dir = tmp();
+    let cache_dir = dir.path().join("cache");
+    let proxy = ProxyBuilder::new(0, origin.port(), &cache_dir).start();
+    for _ in 0..3 {
+        let got = get(&proxy.url(origin.port(), "/z"), &[]).await;
+        assert_eq!(got.body, "z");
+        assert_eq!(got.header("x-cache"), Some("MISS"));
+    }
+    assert_eq!(origin.hits("/z"), 3);
+    assert!(!cache_dir.exists(), "nothing written with stale_time 0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_keeps_hits() {
+    let origin = Origin::start().await;
+    origin.ok("/keep", &[("last-modified", &last_modified())], "persisted");
+    let dir = tmp();
+    let mut proxy = ProxyBuilder::new(600, origin.port(), dir.path()).start();
+    get(&proxy.url(origin.port(), "/keep"), &[]).await;
+    proxy.signal("TERM");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0));
+
+    let proxy = ProxyBuilder::new(600, origin.port(), dir.path()).start();
+    let got = get(&proxy.url(origin.port(), "/keep"), &[]).await;
+    assert_eq!(got.body, "persisted");
+    assert_eq!(got.header("x-cache"), Some("HIT"));
+    assert_eq!(origin.hits("/keep"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_misses_make_one_upstream_request() {
+    let origin = Origin::start().await;
+    let body = Bytes::from(pattern(0, 200_000));
+    origin.route(
+        "/hot",
+        Behaviour::Delay {
+            delay: Duration::from_millis(300),
+            then: Box::new(Behaviour::Fixed {
+                status: 200,
+                headers: owned(&[("last-modified", &last_modified())]),
+                body: body.clone(),
+            }),
+        },
+    );
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let url = proxy.url(origin.port(), "/hot");
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { get(&url, &[]).await }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, body);
+    }
+    assert_eq!(origin.hits("/hot"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn coalesced_clients_get_bytes_before_the_origin_finishes() {
+    let origin = Origin::start().await;
+    let gate = Arc::new(Notify::new());
+    origin.route(
+        "/gated",
+        Behaviour::Gated {
+            first: Bytes::from_static(b"first-part|"),
+            rest: Bytes::from_static(b"rest"),
+            gate: gate.clone(),
+            headers: owned(&[("last-modified", &last_modified())]),
+        },
+    );
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let url = proxy.url(origin.port(), "/gated");
+    // Two clients: both must see the first part while the origin still holds the rest.
+    let mut bodies = Vec::new();
+    for _ in 0..2 {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<Bytes>>();
+        let resp = client.get(url.parse().unwrap()).await.unwrap();
+        bodies.push(resp.into_body());
+    }
+    for body in &mut bodies {
+        use http_body_util::BodyExt;
+        let frame =
+            tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "first-part|");
+    }
+    gate.notify_one();
+    for body in bodies {
+        use http_body_util::BodyExt;
+        let rest =
+            tokio::time::timeout(Duration::from_secs(10), body.collect()).await.unwrap().unwrap().to_bytes();
+        assert_eq!(rest, "rest");
+    }
+    assert_eq!(origin.hits("/gated"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hundred_megabytes_stream_with_bounded_memory() {
+    const LEN: u64 = 100 * 1024 * 1024;
+    let origin = Origin::start().await;
+    origin.route(
+        "/big",
+        Behaviour::Pattern { len: LEN, headers: owned(&[("last-modified", &last_modified())]) },
+    );
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--memory-size").arg("32MiB").start();
+    for round in 0..2 {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<Bytes>>();
+        let resp = client.get(proxy.url(origin.port(), "/big").parse().unwrap()).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut pos = 0u64;
+        use http_body_util::BodyExt;
+        while let Some(frame) = body.frame().await {
+            let data = frame.unwrap().into_data().unwrap();
+            assert_eq!(&data[..], &pattern(pos, data.len() as u64)[..], "bytes at {pos} (round {round})");
+            pos += data.len() as u64;
+        }
+        assert_eq!(pos, LEN);
+    }
+    assert_eq!(origin.hits("/big"), 1, "second round served from the disk cache");
+    let peak_mib = proxy.peak_rss_kib() / 1024;
+    assert!(peak_mib < 96, "peak RSS {peak_mib} MiB for a 100 MiB body");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_upstream_is_502_naming_the_target() {
+    let dir = tmp();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let proxy = ProxyBuilder::new(60, port, dir.path()).start();
+    let got = get(&proxy.url(port, "/x"), &[]).await;
+    assert_eq!(got.status, 502);
+    let text = String::from_utf8_lossy(&got.body);
+    assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_upstream_is_504() {
+    let origin = Origin::start().await;
+    origin.route(
+        "/slow",
+        Behaviour::Delay {
+            delay: Duration::from_secs(30),
+            then: Box::new(Behaviour::Fixed { status: 200, headers: vec![], body: Bytes::new() }),
+        },
+    );
+    let dir = tmp();
+    let proxy =
+        ProxyBuilder::new(60, origin.port(), dir.path()).arg("--upstream-timeout").arg("500ms").start();
+    let got = get(&proxy.url(origin.port(), "/slow"), &[]).await;
+    assert_eq!(got.status, 504);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_get_400() {
+    let origin = Origin::start().await;
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    for path in ["/bad_host/x", "/user@host/x", "/host:99999/x", "/-x-/"] {
+        let got = get(&format!("http://127.0.0.1:{}{path}", proxy.port), &[]).await;
+        assert_eq!(got.status, 400, "{path}");
+        assert!(!got.body.is_empty());
+    }
+    let answer = raw(proxy.port, b"GARBAGE\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let answer = raw(proxy.port, b"GET /h/ HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(origin.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn home_page_and_slash_redirect() {
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, 80, dir.path()).start();
+    let home = get(&format!("http://127.0.0.1:{}/", proxy.port), &[]).await;
+    assert_eq!(home.status, 200);
+    assert!(String::from_utf8_lossy(&home.body).contains("/&lt;target-host&gt;"));
+    let redirect = get(&format!("http://127.0.0.1:{}/example.com", proxy.port), &[]).await;
+    assert_eq!(redirect.status, 301);
+    assert_eq!(redirect.header("location"), Some("/example.com/"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let origin = Origin::start().await;
+    origin.route(
+        "/slowish",
+        Behaviour::Delay {
+            delay: Duration::from_millis(800),
+            then: Box::new(Behaviour::Fixed {
+                status: 200,
+                headers: vec![],
+                body: Bytes::from_static(b"done"),
+            }),
+        },
+    );
+    let dir = tmp();
+    let mut proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let url = proxy.url(origin.port(), "/slowish");
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    // Wait until the request has reached the origin, then ask the proxy to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.hits("/slowish") == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.signal("TERM");
+    let got = in_flight.await.unwrap();
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body, "done");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(proxy.log().iter().any(|l| l.contains("shutdown signal received")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_flags_name_the_flag_and_exit_non_zero() {
+    for (args, needle) in [
+        (vec!["60", "--cache-size", "lots"], "--cache-size"),
+        (vec!["60", "--port", "70000"], "--port"),
+        (vec!["sixty"], "STALE_TIME"),
+        (vec!["60", "--log-format", "xml"], "--log-format"),
+        (vec!["60", "--max-object-size", "2GiB", "--cache-size", "1GiB"], "--max-object-size"),
+    ] {
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_httpcache-proxy")).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

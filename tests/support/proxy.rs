@@ -1,0 +1,145 @@
+//! Starts the real `httpcache-proxy` binary on 127.0.0.1 with an ephemeral port and waits for
+//! its "listening" log line.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// A running proxy process; killed on drop.
+pub struct ProxyProcess {
+    pub port: u16,
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    pub cache_dir: PathBuf,
+}
+
+/// Builds the proxy's command line.
+pub struct ProxyBuilder {
+    args: Vec<String>,
+    cache_dir: PathBuf,
+}
+
+impl ProxyBuilder {
+    /// `httpcache-proxy <stale_time> --port 0 --upstream-port <origin> --cache-dir <dir>`.
+    pub fn new(stale_time: u64, upstream_port: u16, cache_dir: &Path) -> Self {
+        let args = vec![
+            stale_time.to_string(),
+            "--port".into(),
+            "0".into(),
+            "--upstream-port".into(),
+            upstream_port.to_string(),
+            "--cache-dir".into(),
+            cache_dir.display().to_string(),
+        ];
+        Self { args, cache_dir: cache_dir.to_path_buf() }
+    }
+
+    /// Adds flags.
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    /// Starts it and waits until it listens.
+    pub fn start(self) -> ProxyProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_httpcache-proxy"))
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start httpcache-proxy");
+        let stderr = child.stderr.take().unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (tx, rx) = mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    if line.contains("listening on") {
+                        let port = addr.split_whitespace().next().unwrap().rsplit(':').next().unwrap();
+                        let _ = tx.send(port.parse::<u16>().unwrap());
+                    }
+                }
+                sink.lock().push(line);
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("proxy did not start: {:?}", log.lock());
+            }
+        };
+        ProxyProcess { port, child, log, cache_dir: self.cache_dir }
+    }
+}
+
+impl ProxyProcess {
+    /// `http://127.0.0.1:<port>/127.0.0.1:<origin>` + `path`.
+    pub fn url(&self, origin_port: u16, path: &str) -> String {
+        format!("http://127.0.0.1:{}/127.0.0.1:{origin_port}{path}", self.port)
+    }
+
+    /// Log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().clone()
+    }
+
+    /// Waits (bounded) until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.log.lock().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (TERM, KILL, ...).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Peak resident memory in KiB (VmHWM).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
