@@ -64,10 +64,17 @@ pub fn build_proxy(args: &RunArgs) -> anyhow::Result<Arc<Proxy>> {
 /// Runs the proxy until a shutdown signal.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     validate(&args)?;
-    let proxy = build_proxy(&args)?;
+    let listener = bind(&args).await?;
+    serve(args, listener).await
+}
+
+async fn bind(args: &RunArgs) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(args.host, args.port);
-    let listener =
-        TcpListener::bind(addr).await.with_context(|| format!("--host/--port: cannot listen on {addr}"))?;
+    TcpListener::bind(addr).await.with_context(|| format!("--host/--port: cannot listen on {addr}"))
+}
+
+async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
+    let proxy = build_proxy(&args)?;
     let local = listener.local_addr()?;
     let stale_time = args.stale_time.unwrap_or(0);
     tracing::info!(
@@ -79,7 +86,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "listening on http://{local}/"
     );
     if !args.host.is_loopback() {
-        tracing::warn!(host = %args.host, "bound to a non-loopback address: anyone who can reach it can use this proxy");
+        tracing::warn!(
+            host = %args.host,
+            "bound to a non-loopback address: anyone who can reach it can use this proxy"
+        );
     }
     let settings =
         ServerSettings { header_timeout: std::time::Duration::from_secs(30), grace: args.shutdown_grace };
@@ -118,12 +128,13 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs(5),
         cache_name: "httpcache-proxy".into(),
     };
+    let listener = bind(&proxy_args).await?;
+    let port = listener.local_addr()?.port();
     println!(
-        "demo: origin on http://127.0.0.1:{origin_port}/ ; open http://127.0.0.1:{}/127.0.0.1:{origin_port}/ \
-         in a browser, then reload to see every image served from the cache (Ctrl-C stops)",
-        args.port
+        "demo: origin on http://127.0.0.1:{origin_port}/ ; open http://127.0.0.1:{port}/127.0.0.1:{origin_port}/ \
+         in a browser, then reload to see every image served from the cache (Ctrl-C stops)"
     );
-    run(proxy_args).await
+    serve(proxy_args, listener).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project, installing what they need first.
+# This is the README's test command; CI runs it through .ci/run.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Toolchain components (rustfmt and clippy ship with rustup's default profile; add them if not).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== lint (also type-checks tests and examples)"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== tests (unit, integration, examples build)"
+# One debug build serves clippy's dependencies, the tests and the examples.
+cargo test --all-targets --locked
