@@ -347,9 +347,13 @@ async fn pump(
         tracing::warn!(key = key.url(), error = %e, "upstream body incomplete: not stored");
     }
     let store = outcome.is_ok() && received <= max_object;
-    let (_stored, body) = sink.finish(outcome, store).await;
+    let (on_disk, body) = sink.finish(outcome, store).await;
     if let (true, Some(body)) = (store, body) {
-        cache.insert_memory(&key, head, body);
+        if on_disk {
+            cache.insert_memory(&key, head, body);
+        } else {
+            cache.store_complete(&key, head, body).await;
+        }
     }
     if let Some(g) = guard {
         g.complete();

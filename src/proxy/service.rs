@@ -181,7 +181,7 @@ impl Proxy {
         };
         let (cache, key) = (cache.clone(), key.clone());
         reply.stored(hit, move || {
-            tokio::spawn(async move { cache.remove(&key).await });
+            tokio::spawn(async move { cache.drop_corrupt(&key).await });
         })
     }
 

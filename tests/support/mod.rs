@@ -1,5 +1,5 @@
 //! Test support: a scriptable origin, the real proxy binary, and clients.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod origin;

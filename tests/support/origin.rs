@@ -246,3 +246,69 @@ fn respond(
         }
     })
 }
+
+/// An origin on a raw TCP socket: answers every request with the same scripted bytes and then
+/// closes the connection. For responses hyper refuses to send, such as a body shorter than its
+/// Content-Length or a chunked body cut before its last chunk.
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    reply: Arc<Mutex<Bytes>>,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl RawOrigin {
+    /// Starts a raw origin answering `reply` (status line, head and body, verbatim).
+    pub async fn start(reply: impl Into<Bytes>) -> RawOrigin {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reply: Arc<Mutex<Bytes>> = Arc::new(Mutex::new(reply.into()));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (r, h) = (reply.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (r, h) = (r.clone(), h.clone());
+                tokio::spawn(async move {
+                    // Read the request head (bounded), then answer and close.
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    h.fetch_add(1, Ordering::SeqCst);
+                    let bytes = r.lock().clone();
+                    let _ = stream.write_all(&bytes).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        RawOrigin { addr, reply, hits, task }
+    }
+
+    /// Replaces the scripted answer.
+    pub fn set_reply(&self, reply: impl Into<Bytes>) {
+        *self.reply.lock() = reply.into();
+    }
+
+    /// Requests answered so far (one per connection).
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}

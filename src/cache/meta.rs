@@ -1,0 +1,31 @@
+//! What a cache entry knows about its response besides the body: status, stored header
+//! fields and the request/response times that RFC 9111 §4.2.3 needs to compute `Age`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, StatusCode};
+
+/// The stored head of a response.
+#[derive(Clone, Debug)]
+pub struct StoredHead {
+    /// The cache key's URL, checked on read against the key being looked up.
+    pub key: String,
+    /// Response status.
+    pub status: StatusCode,
+    /// End-to-end header fields as received (hop-by-hop fields already removed).
+    pub headers: HeaderMap,
+    /// When the request that produced this response was sent upstream.
+    pub request_time: SystemTime,
+    /// When its response head arrived.
+    pub response_time: SystemTime,
+}
+
+/// Milliseconds since the Unix epoch, saturating at zero for earlier times.
+pub fn to_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The inverse of [`to_millis`].
+pub fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}

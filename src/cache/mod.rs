@@ -1,0 +1,250 @@
+//! The cache: tiers, lookups, fills and coalescing. Nothing here knows about the proxy or the
+//! network; HTTP caching decisions live in [`policy`].
+
+pub mod coalesce;
+pub mod fill;
+pub mod key;
+pub mod meta;
+pub mod policy;
+pub mod sink;
+pub mod store;
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use coalesce::{Coalescer, Joined};
+use fill::Fill;
+use key::CacheKey;
+use meta::StoredHead;
+use sink::FillSink;
+use store::disk::{DiskBody, DiskStore};
+use store::memory::{MemEntry, MemoryTier};
+
+/// Sizes that bound the cache.
+#[derive(Clone, Debug)]
+pub struct CacheLimits {
+    /// Disk tier bound in bytes.
+    pub disk_bytes: u64,
+    /// Memory tier bound in bytes.
+    pub memory_bytes: u64,
+    /// Largest body stored at all.
+    pub max_object: u64,
+}
+
+/// Where a hit came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// The memory tier.
+    Memory,
+    /// The disk tier.
+    Disk,
+}
+
+/// The body of a stored response.
+pub enum CachedBody {
+    /// Whole in memory, checked.
+    Memory(Bytes),
+    /// A file range; the reader verifies `crc` at the end.
+    File {
+        /// Open entry file.
+        file: Arc<File>,
+        /// Offset of the body.
+        offset: u64,
+        /// Body length.
+        len: u64,
+        /// Expected CRC-32.
+        crc: u32,
+    },
+}
+
+impl CachedBody {
+    /// Body length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            CachedBody::Memory(b) => b.len() as u64,
+            CachedBody::File { len, .. } => *len,
+        }
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A stored response found by a lookup.
+pub struct CachedResponse {
+    /// Its head.
+    pub head: Arc<StoredHead>,
+    /// Its body.
+    pub body: CachedBody,
+    /// The tier it came from.
+    pub tier: Tier,
+}
+
+/// Complete entries waiting for the disk writer thread.
+const WRITE_QUEUE: usize = 1024;
+
+/// A complete small entry for the disk writer thread.
+struct WriteJob {
+    key: CacheKey,
+    head: Arc<StoredHead>,
+    body: Bytes,
+}
+
+/// The two-tier cache with request coalescing.
+pub struct Cache {
+    memory: MemoryTier,
+    disk: Option<Arc<DiskStore>>,
+    writes: Option<tokio::sync::mpsc::Sender<WriteJob>>,
+    coalescer: Arc<Coalescer>,
+    limits: CacheLimits,
+}
+
+/// One thread writes small complete entries in order: a miss then costs one queue push
+/// instead of a trip through the blocking pool, and the disk sees sequential writes.
+fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc::Sender<WriteJob>> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(WRITE_QUEUE);
+    std::thread::Builder::new().name("cache-writer".into()).spawn(move || {
+        while let Some(job) = rx.blocking_recv() {
+            let _ = disk.write_whole(&job.key, &job.head, &job.body);
+        }
+    })?;
+    Ok(tx)
+}
+
+impl Cache {
+    /// Opens the cache; with `dir` `None` only the memory tier is used.
+    pub fn open(dir: Option<&Path>, limits: CacheLimits) -> std::io::Result<Self> {
+        let disk = match dir {
+            Some(d) => Some(DiskStore::open(d, limits.disk_bytes)?),
+            None => None,
+        };
+        let writes = match &disk {
+            Some(d) => Some(spawn_disk_writer(d.clone())?),
+            None => None,
+        };
+        let memory = MemoryTier::new(limits.memory_bytes, limits.max_object);
+        Ok(Self { memory, disk, writes, coalescer: Arc::default(), limits })
+    }
+
+    /// The disk tier, if any.
+    pub fn disk(&self) -> Option<&Arc<DiskStore>> {
+        self.disk.as_ref()
+    }
+
+    /// The memory tier.
+    pub fn memory(&self) -> &MemoryTier {
+        &self.memory
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &CacheLimits {
+        &self.limits
+    }
+
+    /// Looks `key` up in memory, then on disk (promoting small disk hits to memory).
+    pub async fn lookup(&self, key: &CacheKey) -> Option<CachedResponse> {
+        if let Some(e) = self.memory.get(key.hash()) {
+            return Some(CachedResponse {
+                head: e.head.clone(),
+                body: CachedBody::Memory(e.body.clone()),
+                tier: Tier::Memory,
+            });
+        }
+        let disk = self.disk.clone().filter(|d| d.may_contain(key))?;
+        let inline_max = self.memory.max_object();
+        let k = key.clone();
+        let entry = tokio::task::spawn_blocking(move || disk.lookup(&k, inline_max)).await.ok()??;
+        let head = Arc::new(entry.head);
+        let body = match entry.body {
+            DiskBody::Inline(bytes) => {
+                let promoted = Arc::new(MemEntry::new(head.clone(), bytes.clone()));
+                self.memory.insert(*key.hash(), promoted);
+                CachedBody::Memory(bytes)
+            }
+            DiskBody::File { file, offset, len, crc } => CachedBody::File { file, offset, len, crc },
+        };
+        Some(CachedResponse { head, body, tier: Tier::Disk })
+    }
+
+    /// Joins or starts the in-flight fetch for `key`.
+    pub fn join(&self, key: &CacheKey) -> Joined {
+        self.coalescer.join(*key.hash())
+    }
+
+    /// Starts storing a response: returns the fill readers stream from and the sink the fetch
+    /// feeds. Without a usable disk the body is only retained in memory, so bodies that may
+    /// not fit (`expected_len` unknown or too large) are refused: `None` means pass through.
+    pub async fn start_fill(
+        &self,
+        key: &CacheKey,
+        head: Arc<StoredHead>,
+        expected_len: Option<u64>,
+    ) -> Option<(Arc<Fill>, FillSink)> {
+        if expected_len.is_some_and(|n| n > self.limits.max_object) {
+            return None;
+        }
+        let retain = self.memory.max_object();
+        if expected_len.is_some_and(|n| n <= retain) {
+            // Small: the fill keeps the whole body in memory; the disk gets it in one write
+            // when complete (see `store_complete`).
+            let fill = Arc::new(Fill::new(head, retain, None));
+            return Some((fill.clone(), FillSink::new(fill, None)));
+        }
+        let writer = match &self.disk {
+            Some(disk) => {
+                let (disk, k, h) = (disk.clone(), key.clone(), head.clone());
+                tokio::task::spawn_blocking(move || disk.writer(&k, &h).ok()).await.ok().flatten()
+            }
+            None => None,
+        };
+        if writer.is_none() && expected_len.is_none_or(|n| n > retain) {
+            return None;
+        }
+        let file = writer.as_ref().map(|w| (w.file(), w.body_offset()));
+        let fill = Arc::new(Fill::new(head, retain, file));
+        let sink = FillSink::new(fill.clone(), writer);
+        Some((fill, sink))
+    }
+
+    /// Makes a completed in-memory body a memory-tier entry.
+    pub fn insert_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
+        self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
+    }
+
+    /// Stores a complete response in memory and queues it for the disk writer thread.
+    pub async fn store_complete(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
+        self.insert_memory(key, head.clone(), body.clone());
+        if let Some(tx) = &self.writes {
+            let _ = tx.send(WriteJob { key: key.clone(), head, body }).await;
+        }
+    }
+
+    /// Drops an entry whose body failed its checksum while streaming: logged and counted.
+    pub async fn drop_corrupt(&self, key: &CacheKey) {
+        self.memory.remove(key.hash());
+        if let Some(disk) = self.disk.clone() {
+            let hash = *key.hash();
+            let _ = tokio::task::spawn_blocking(move || disk.drop_corrupt(&hash, &"body checksum mismatch"))
+                .await;
+        }
+    }
+
+    /// Drops a key from every tier.
+    pub async fn remove(&self, key: &CacheKey) {
+        self.memory.remove(key.hash());
+        if let Some(disk) = self.disk.clone() {
+            let hash = *key.hash();
+            let _ = tokio::task::spawn_blocking(move || disk.remove(&hash)).await;
+        }
+    }
+
+    /// Number of fetches in flight.
+    pub fn in_flight(&self) -> usize {
+        self.coalescer.in_flight()
+    }
+}

@@ -1,0 +1,91 @@
+//! The write side of a fill: the fetch task pushes body chunks here; they go to the readers
+//! (through the [`Fill`]) and to the disk writer thread, which reports progress back so that
+//! readers past the memory-retention limit can continue from the file.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::fill::{Fill, FillError};
+use super::store::disk::EntryWriter;
+
+/// Chunks queued for the disk writer before the fetch waits (backpressure from the disk).
+const WRITER_QUEUE: usize = 16;
+
+enum WriterMsg {
+    Chunk(Bytes),
+    Commit(oneshot::Sender<bool>),
+}
+
+/// Feeds one fill and, if there is one, its disk writer.
+pub struct FillSink {
+    fill: Arc<Fill>,
+    writer: Option<mpsc::Sender<WriterMsg>>,
+    received: u64,
+}
+
+impl FillSink {
+    /// A sink for `fill`, spawning a blocking writer thread for `writer` if given.
+    pub fn new(fill: Arc<Fill>, writer: Option<EntryWriter>) -> Self {
+        let writer = writer.map(|w| spawn_writer(fill.clone(), w));
+        Self { fill, writer, received: 0 }
+    }
+
+    /// Appends a chunk, waiting if the disk writer is behind.
+    pub async fn push(&mut self, chunk: Bytes) {
+        self.received += chunk.len() as u64;
+        if let Some(tx) = &self.writer {
+            if tx.send(WriterMsg::Chunk(chunk.clone())).await.is_err() {
+                self.writer = None; // the writer failed and already told the fill
+            }
+        }
+        self.fill.push(chunk);
+    }
+
+    /// Bytes pushed so far.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Ends the fill. On success with `store` set, commits the disk entry. Returns whether the
+    /// disk entry was committed, and the whole body if it was kept in memory.
+    pub async fn finish(self, outcome: Result<(), FillError>, store: bool) -> (bool, Option<Bytes>) {
+        let ok = outcome.is_ok();
+        let mut stored = false;
+        if let (true, true, Some(tx)) = (ok, store, &self.writer) {
+            let (done_tx, done_rx) = oneshot::channel();
+            if tx.send(WriterMsg::Commit(done_tx)).await.is_ok() {
+                stored = done_rx.await.unwrap_or(false);
+            }
+        }
+        // Dropping the sender without a commit makes the writer discard the temporary file.
+        drop(self.writer);
+        let body = self.fill.finish(outcome);
+        (stored, body)
+    }
+}
+
+fn spawn_writer(fill: Arc<Fill>, mut writer: EntryWriter) -> mpsc::Sender<WriterMsg> {
+    let (tx, mut rx) = mpsc::channel::<WriterMsg>(WRITER_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut written = 0u64;
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                WriterMsg::Chunk(chunk) => {
+                    if writer.write(&chunk).is_err() {
+                        fill.file_failed();
+                        return;
+                    }
+                    written += chunk.len() as u64;
+                    fill.written_to_file(written);
+                }
+                WriterMsg::Commit(done) => {
+                    let _ = done.send(writer.finish().is_ok());
+                    return;
+                }
+            }
+        }
+    });
+    tx
+}
