@@ -332,3 +332,74 @@ async fn bad_flags_name_the_flag_and_exit_non_zero() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+/// Bytes of entry files under a cache directory (the 2-hex-digit subdirectories).
+fn entry_bytes(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for shard in std::fs::read_dir(dir).unwrap().flatten() {
+        if shard.file_name().len() == 2 && shard.path().is_dir() {
+            for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
+                total += f.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disk_tier_stays_within_cache_size() {
+    let origin = Origin::start().await;
+    let lm = last_modified();
+    for i in 0..60 {
+        origin.route(
+            &format!("/obj/{i}"),
+            Behaviour::Fixed {
+                status: 200,
+                headers: owned(&[("last-modified", &lm)]),
+                body: Bytes::from(pattern(i, 100_000)),
+            },
+        );
+    }
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(600, origin.port(), dir.path())
+        .arg("--cache-size")
+        .arg("2MiB")
+        .arg("--max-object-size")
+        .arg("1MiB")
+        .start();
+    for i in 0..60 {
+        let got = get(&proxy.url(origin.port(), &format!("/obj/{i}")), &[]).await;
+        assert_eq!(got.body.len(), 100_000);
+    }
+    // Writes are asynchronous: poll (bounded) until the writer has caught up, then check the bound.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut used = entry_bytes(dir.path());
+    while used == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        used = entry_bytes(dir.path());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    used = entry_bytes(dir.path());
+    assert!(used > 0, "something was stored");
+    assert!(used <= 2 * 1024 * 1024, "disk use {used} exceeds --cache-size 2MiB");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_info_line_per_request_and_json_logs() {
+    let origin = Origin::start().await;
+    origin.ok("/log", &[("last-modified", &last_modified())], "l");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    get(&proxy.url(origin.port(), "/log"), &[]).await;
+    get(&proxy.url(origin.port(), "/log"), &[]).await;
+    assert!(proxy.wait_log("cache=\"HIT\"", Duration::from_secs(5)));
+    let lines: Vec<_> =
+        proxy.log().into_iter().filter(|l| l.contains(" request ") || l.contains("request method")).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("status=200") && lines[0].contains("MISS") && lines[0].contains("bytes=1"));
+
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--log-format").arg("json").start();
+    get(&proxy.url(origin.port(), "/log"), &[]).await;
+    assert!(proxy.wait_log("\"cache\":\"MISS\"", Duration::from_secs(5)), "{:?}", proxy.log());
+}

@@ -61,10 +61,11 @@ impl ProxyBuilder {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    if line.contains("listening on") {
-                        let port = addr.split_whitespace().next().unwrap().rsplit(':').next().unwrap();
-                        let _ = tx.send(port.parse::<u16>().unwrap());
+                // "listening on http://127.0.0.1:PORT/" in text and JSON logs alike.
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let authority = rest.split('/').next().unwrap_or_default();
+                    if let Some(port) = authority.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
+                        let _ = tx.send(port);
                     }
                 }
                 sink.lock().push(line);
