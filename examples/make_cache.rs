@@ -31,6 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let key = CacheKey::new("http", "127.0.0.1", port, &format!("/obj/{i}"));
         let now = SystemTime::now();
         let head = StoredHead {
+            kind: httpcache_proxy::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
             status: StatusCode::OK,
             headers: headers.clone(),

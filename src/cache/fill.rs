@@ -231,6 +231,7 @@ mod tests {
 
     fn head() -> Arc<StoredHead> {
         Arc::new(StoredHead {
+            kind: crate::cache::meta::EntryKind::Response,
             key: "k".into(),
             status: http::StatusCode::OK,
             headers: http::HeaderMap::new(),

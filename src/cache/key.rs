@@ -29,6 +29,23 @@ impl CacheKey {
         Self { url, hash }
     }
 
+    /// The key of one variant of this URL (RFC 9111 §4.1): `selector` comes from
+    /// `policy::vary::variant_selector`, `generation` from the URL's Vary marker.
+    pub fn variant(&self, generation: u64, selector: &str) -> CacheKey {
+        CacheKey::from_url(format!("{}\n#{generation}{selector}", self.url))
+    }
+
+    /// Whether `variant_url` is a variant of this key selected by `selector`.
+    pub fn is_variant(&self, variant_url: &str, selector: &str) -> bool {
+        variant_url
+            .strip_prefix(self.url.as_str())
+            .and_then(|rest| rest.strip_prefix("\n#"))
+            .and_then(|rest| rest.strip_suffix(selector))
+            .is_some_and(|generation| {
+                !generation.is_empty() && generation.bytes().all(|b| b.is_ascii_digit())
+            })
+    }
+
     /// The normalised URL.
     pub fn url(&self) -> &str {
         &self.url

@@ -5,9 +5,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, StatusCode};
 
+/// What an entry holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A response.
+    Response,
+    /// A marker under a URL whose responses vary (RFC 9111 §4.1): its `Vary` field names the
+    /// request fields that select a variant, and variants are stored under keys derived from
+    /// this generation, so replacing the marker orphans every old variant at once.
+    Variants {
+        /// Distinguishes this marker's variants from those of earlier markers.
+        generation: u64,
+    },
+}
+
 /// The stored head of a response.
 #[derive(Clone, Debug)]
 pub struct StoredHead {
+    /// Response or Vary marker.
+    pub kind: EntryKind,
     /// The cache key's URL, checked on read against the key being looked up.
     pub key: String,
     /// Response status.

@@ -14,11 +14,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::HeaderMap;
 
 use coalesce::{Coalescer, Joined};
 use fill::Fill;
 use key::CacheKey;
-use meta::StoredHead;
+use meta::{EntryKind, StoredHead};
 use sink::FillSink;
 use store::disk::{DiskBody, DiskStore};
 use store::memory::{MemEntry, MemoryTier};
@@ -95,6 +96,26 @@ struct WriteJob {
     body: Bytes,
 }
 
+/// A URL's Vary marker: the generation its variants are stored under and the fields that
+/// select them.
+#[derive(Clone, Debug)]
+pub struct VaryMarker {
+    /// The marker's generation.
+    pub generation: u64,
+    /// The selecting request fields.
+    pub names: Vec<http::HeaderName>,
+}
+
+/// What a lookup found.
+pub struct Lookup {
+    /// The key the request maps to: the URL's, or its variant's when the URL varies.
+    pub key: CacheKey,
+    /// The stored response, if any.
+    pub hit: Option<CachedResponse>,
+    /// The URL's Vary marker, if it has one.
+    pub marker: Option<VaryMarker>,
+}
+
 /// The two-tier cache with request coalescing.
 pub struct Cache {
     memory: MemoryTier,
@@ -146,8 +167,52 @@ impl Cache {
         &self.limits
     }
 
+    /// Looks up the response for a request to `primary`: follows the URL's Vary marker, if
+    /// any, to the variant the request's headers select (RFC 9111 §4.1).
+    pub async fn lookup(&self, primary: &CacheKey, req_headers: &HeaderMap) -> Lookup {
+        let miss = |key: &CacheKey| Lookup { key: key.clone(), hit: None, marker: None };
+        let Some(first) = self.lookup_exact(primary).await else { return miss(primary) };
+        let EntryKind::Variants { generation } = first.head.kind else {
+            return Lookup { key: primary.clone(), hit: Some(first), marker: None };
+        };
+        let Some(names) = policy::vary::vary_names(&first.head.headers) else { return miss(primary) };
+        let key = primary.variant(generation, &policy::vary::variant_selector(&names, req_headers));
+        let hit = self.lookup_exact(&key).await;
+        Lookup { key, hit, marker: Some(VaryMarker { generation, names }) }
+    }
+
+    /// Records that `primary` varies on the fields `vary` names, with a new generation unless
+    /// `current` already names the same fields. Returns the generation to store variants under.
+    pub async fn vary_marker(
+        &self,
+        primary: &CacheKey,
+        vary: &HeaderMap,
+        current: Option<&VaryMarker>,
+    ) -> Option<u64> {
+        let names = policy::vary::vary_names(vary)?;
+        if let Some(m) = current.filter(|m| m.names == names) {
+            return Some(m.generation);
+        }
+        let now = std::time::SystemTime::now();
+        let generation = now.duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let mut headers = HeaderMap::new();
+        for v in vary.get_all(http::header::VARY) {
+            headers.append(http::header::VARY, v.clone());
+        }
+        let head = Arc::new(StoredHead {
+            kind: EntryKind::Variants { generation },
+            key: primary.url().to_string(),
+            status: http::StatusCode::OK,
+            headers,
+            request_time: now,
+            response_time: now,
+        });
+        self.store_complete(primary, head, Bytes::new()).await;
+        Some(generation)
+    }
+
     /// Looks `key` up in memory, then on disk (promoting small disk hits to memory).
-    pub async fn lookup(&self, key: &CacheKey) -> Option<CachedResponse> {
+    pub async fn lookup_exact(&self, key: &CacheKey) -> Option<CachedResponse> {
         if let Some(e) = self.memory.get(key.hash()) {
             return Some(CachedResponse {
                 head: e.head.clone(),

@@ -13,7 +13,7 @@ use super::body::ProxyBody;
 use super::headers::{strip_hop_by_hop, CACHE_STATUS, X_CACHE};
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
-use super::service::{Ask, Proxy};
+use super::service::{Ask, FillTarget, Proxy};
 use super::upstream::{UpstreamBody, UpstreamError};
 use crate::cache::coalesce::LeaderGuard;
 use crate::cache::fill::FillError;
@@ -111,10 +111,11 @@ impl<'a> Fetch<'a> {
     pub(super) async fn fill(
         &self,
         cache: &Arc<Cache>,
-        key: &CacheKey,
+        target: &FillTarget,
         guard: LeaderGuard,
         stale: Option<CachedResponse>,
     ) -> Answer {
+        let key = &target.key;
         let mut headers = self.ask.headers.clone();
         for name in &CLIENT_CONDITIONALS {
             headers.remove(name);
@@ -154,13 +155,14 @@ impl<'a> Fetch<'a> {
             }
         }
         let head = StoredHead {
+            kind: crate::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
             status: parts.status,
             headers: parts.headers,
             request_time,
             response_time,
         };
-        self.store_and_stream(cache, key, guard, head, incoming).await
+        self.store_and_stream(cache, target, guard, head, incoming).await
     }
 
     fn stale_if_error(&self, s: &CachedResponse) -> bool {
@@ -187,6 +189,7 @@ impl<'a> Fetch<'a> {
         response_time: SystemTime,
     ) -> Answer {
         let head = Arc::new(StoredHead {
+            kind: crate::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
             status: stale.head.status,
             headers: policy::merge_304(&stale.head.headers, not_modified),
@@ -207,9 +210,9 @@ impl<'a> Fetch<'a> {
     async fn store_and_stream(
         &self,
         cache: &Arc<Cache>,
-        key: &CacheKey,
+        target: &FillTarget,
         guard: LeaderGuard,
-        head: StoredHead,
+        mut head: StoredHead,
         incoming: Incoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
@@ -220,9 +223,22 @@ impl<'a> Fetch<'a> {
             &head.headers,
             &settings.policy,
         )
-        .map_err(|why| why.as_str())
-        // Until variants are stored per Vary, a response that varies is not stored.
-        .and_then(|()| if head.headers.contains_key(header::VARY) { Err("vary") } else { Ok(()) });
+        .map_err(|why| why.as_str());
+        // A response that varies is stored as the variant this request selects (§4.1), under
+        // the URL's Vary marker; one that does not is stored under the URL itself.
+        let key = match (&storable, policy::vary::vary_names(&head.headers)) {
+            (Ok(()), Some(names)) if !names.is_empty() => {
+                match cache.vary_marker(&target.primary, &head.headers, target.marker.as_ref()).await {
+                    Some(generation) => target
+                        .primary
+                        .variant(generation, &policy::vary::variant_selector(&names, &self.ask.headers)),
+                    None => target.primary.clone(),
+                }
+            }
+            _ => target.primary.clone(),
+        };
+        head.key = key.url().to_string();
+        let key = &key;
         let expected_len = content_length(&head.headers);
         let lifetime =
             policy::freshness_lifetime(head.status, &head.headers, head.response_time, &settings.policy);

@@ -16,9 +16,10 @@ use super::respond;
 use super::route::{route, Route, Target};
 use super::upstream::Upstream;
 use crate::cache::coalesce::{Joined, Phase};
+use crate::cache::fill::Fill;
 use crate::cache::key::CacheKey;
 use crate::cache::policy::{self, CacheControl, PolicyConfig, Reuse};
-use crate::cache::{Cache, CachedResponse};
+use crate::cache::{Cache, CachedResponse, Lookup, VaryMarker};
 
 /// Settings of the pipeline.
 #[derive(Clone, Debug)]
@@ -105,22 +106,46 @@ impl Proxy {
     /// GET and HEAD with caching enabled.
     async fn cached(self: &Arc<Self>, cache: Arc<Cache>, ask: Ask) -> (Response<ProxyBody>, CacheResult) {
         let t = &ask.target;
-        let key = CacheKey::new("http", &t.host, t.port, &t.path_and_query);
+        let primary = CacheKey::new("http", &t.host, t.port, &t.path_and_query);
         let req_cc = CacheControl::parse_request(&ask.headers);
         if req_cc.no_store {
             return Fetch::new(self, &ask).pass(None, "request").await;
         }
-        let stale = match cache.lookup(&key).await {
-            Some(hit) => match self.reuse(&req_cc, &hit) {
+        // A second round happens when this request followed a fetch whose response turned
+        // out to vary and select another variant: the URL's Vary marker now exists, so the
+        // lookup maps this request to its own variant.
+        for _ in 0..2 {
+            if let Some(answer) = self.cached_once(&cache, &ask, &primary, &req_cc).await {
+                return answer;
+            }
+        }
+        Fetch::new(self, &ask).pass(None, "uri-miss").await
+    }
+
+    /// One lookup-and-serve round; `None` asks for another round.
+    async fn cached_once(
+        self: &Arc<Self>,
+        cache: &Arc<Cache>,
+        ask: &Ask,
+        primary: &CacheKey,
+        req_cc: &CacheControl,
+    ) -> Option<(Response<ProxyBody>, CacheResult)> {
+        let (cache, ask, primary) = (cache.clone(), ask, primary.clone());
+        let Lookup { key, hit, marker } = cache.lookup(&primary, &ask.headers).await;
+        let stale = match hit {
+            Some(hit) => match self.reuse(req_cc, &hit) {
                 Reuse::Fresh => {
-                    return (self.serve(&ask, &cache, &key, hit, CacheResult::Hit), CacheResult::Hit)
+                    return Some((self.serve(ask, &cache, &key, hit, CacheResult::Hit), CacheResult::Hit))
                 }
                 Reuse::ServeStale => {
-                    return (self.serve(&ask, &cache, &key, hit, CacheResult::Stale), CacheResult::Stale)
+                    return Some((self.serve(ask, &cache, &key, hit, CacheResult::Stale), CacheResult::Stale))
                 }
                 Reuse::ServeStaleWhileRevalidate => {
-                    self.refresh_in_background(&cache, &key, &ask);
-                    return (self.serve(&ask, &cache, &key, hit, CacheResult::Stale), CacheResult::Stale);
+                    self.refresh_in_background(&cache, &primary, &key, marker, ask);
+                    return Some((
+                        self.serve(ask, &cache, &key, hit, CacheResult::Stale),
+                        CacheResult::Stale,
+                    ));
                 }
                 Reuse::Revalidate => Some(hit),
             },
@@ -128,14 +153,15 @@ impl Proxy {
         };
         if req_cc.only_if_cached {
             let msg = "only-if-cached: no usable stored response";
-            return (respond::error(StatusCode::GATEWAY_TIMEOUT, msg), CacheResult::Local);
+            return Some((respond::error(StatusCode::GATEWAY_TIMEOUT, msg), CacheResult::Local));
         }
         if ask.method == Method::HEAD && stale.is_none() {
-            return Fetch::new(self, &ask).pass(None, "uri-miss").await;
+            return Some(Fetch::new(self, ask).pass(None, "uri-miss").await);
         }
-        match cache.join(&key) {
-            Joined::Leader(guard) => Fetch::new(self, &ask).fill(&cache, &key, guard, stale).await,
-            Joined::Follower(rx) => self.follow(&ask, &cache, &key, rx).await,
+        let target = FillTarget { primary, key, marker };
+        match cache.join(&target.key) {
+            Joined::Leader(guard) => Some(Fetch::new(self, ask).fill(&cache, &target, guard, stale).await),
+            Joined::Follower(rx) => self.follow(ask, &cache, &target, rx).await,
         }
     }
 
@@ -190,18 +216,21 @@ impl Proxy {
         self: &Arc<Self>,
         ask: &Ask,
         cache: &Arc<Cache>,
-        key: &CacheKey,
+        target: &FillTarget,
         mut rx: watch::Receiver<Phase>,
-    ) -> (Response<ProxyBody>, CacheResult) {
+    ) -> Option<(Response<ProxyBody>, CacheResult)> {
+        let key = &target.key;
         loop {
             let phase = rx.borrow_and_update().clone();
             match phase {
                 Phase::Waiting => {
                     if rx.changed().await.is_err() {
-                        return Fetch::new(self, ask).pass(None, "uri-miss").await;
+                        return None;
                     }
                 }
-                Phase::Ready(fill) if fill.joinable() => {
+                Phase::Ready(fill)
+                    if fill.joinable() && selects(&target.primary, key, &fill, &ask.headers) =>
+                {
                     let reply = Reply {
                         method: &ask.method,
                         req_headers: &ask.headers,
@@ -217,32 +246,64 @@ impl Proxy {
                         },
                         age: None,
                     };
-                    return (reply.fill(&fill), CacheResult::Collapsed);
+                    return Some((reply.fill(&fill), CacheResult::Collapsed));
                 }
                 Phase::Updated => {
-                    if let Some(hit) = cache.lookup(key).await {
-                        return (self.serve(ask, cache, key, hit, CacheResult::Hit), CacheResult::Hit);
+                    if let Some(hit) = cache.lookup_exact(key).await {
+                        return Some((self.serve(ask, cache, key, hit, CacheResult::Hit), CacheResult::Hit));
                     }
-                    return Fetch::new(self, ask).pass(None, "uri-miss").await;
+                    return None;
                 }
-                Phase::Failed(status, msg) => return (respond::error(status, &msg), CacheResult::Local),
-                Phase::Ready(_) | Phase::NotShared => {
-                    return Fetch::new(self, ask).pass(None, "uri-miss").await
+                Phase::Failed(status, msg) => {
+                    return Some((respond::error(status, &msg), CacheResult::Local))
                 }
+                // Another variant: look up again (the Vary marker now maps this request to
+                // its own variant). A response that may not serve others: fetch alone.
+                Phase::Ready(_) => return None,
+                Phase::NotShared => return Some(Fetch::new(self, ask).pass(None, "uri-miss").await),
             }
         }
     }
 
     /// stale-while-revalidate: one background revalidation per key (RFC 5861 §3).
-    fn refresh_in_background(self: &Arc<Self>, cache: &Arc<Cache>, key: &CacheKey, ask: &Ask) {
+    fn refresh_in_background(
+        self: &Arc<Self>,
+        cache: &Arc<Cache>,
+        primary: &CacheKey,
+        key: &CacheKey,
+        marker: Option<VaryMarker>,
+        ask: &Ask,
+    ) {
         let Joined::Leader(guard) = cache.join(key) else {
             return;
         };
-        let (this, cache, key) = (self.clone(), cache.clone(), key.clone());
+        let (this, cache) = (self.clone(), cache.clone());
+        let target = FillTarget { primary: primary.clone(), key: key.clone(), marker };
         let ask = Ask { method: Method::GET, headers: ask.headers.clone(), target: ask.target.clone() };
         tokio::spawn(async move {
-            let stale = cache.lookup(&key).await;
-            let _ = Fetch::new(&this, &ask).fill(&cache, &key, guard, stale).await;
+            let stale = cache.lookup_exact(&target.key).await;
+            let _ = Fetch::new(&this, &ask).fill(&cache, &target, guard, stale).await;
         });
+    }
+}
+
+/// Where a fetch's response is stored: the URL's key, the key the lookup mapped the request
+/// to (a variant's when the URL varies), and the URL's Vary marker if it has one.
+pub(super) struct FillTarget {
+    pub primary: CacheKey,
+    pub key: CacheKey,
+    pub marker: Option<VaryMarker>,
+}
+
+/// Whether a fill in progress holds the response this request selects: the same key, or a
+/// variant whose Vary-nominated fields match this request's (RFC 9111 §4.1).
+fn selects(primary: &CacheKey, key: &CacheKey, fill: &Fill, req_headers: &http::HeaderMap) -> bool {
+    let stored = &fill.head().key;
+    if stored == key.url() {
+        return true;
+    }
+    match policy::vary::vary_names(&fill.head().headers) {
+        Some(names) => primary.is_variant(stored, &policy::vary::variant_selector(&names, req_headers)),
+        None => false,
     }
 }

@@ -37,6 +37,8 @@ pub enum Behaviour {
     AbortAfter { len: u64, sent: u64, headers: Vec<(String, String)> },
     /// Answers 304 to a matching If-None-Match, else the inner behaviour.
     Conditional { etag: String, then: Box<Behaviour> },
+    /// A 200 whose body is the value of request header `name` ("none" if absent).
+    Echo { name: String, headers: Vec<(String, String)> },
 }
 
 /// The origin.
@@ -190,6 +192,12 @@ fn respond(
     Box::pin(async move {
         match b {
             Behaviour::Fixed { status, headers, body } => build(status, &headers, full(body)),
+            Behaviour::Echo { name, headers } => {
+                let v = req_headers
+                    .get(name.as_str())
+                    .map_or(Bytes::from_static(b"none"), |v| Bytes::copy_from_slice(v.as_bytes()));
+                build(200, &headers, full(v))
+            }
             Behaviour::Delay { delay, then } => {
                 tokio::time::sleep(delay).await;
                 respond(*then, req_headers).await

@@ -73,6 +73,7 @@ pub mod cache_control;
 pub mod freshness;
 pub mod request;
 pub mod storable;
+pub mod vary;
 
 pub use self::age::AgeInputs;
 pub use self::cache_control::CacheControl;

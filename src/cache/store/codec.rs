@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::cache::meta::{from_millis, to_millis, StoredHead};
+use crate::cache::meta::{from_millis, to_millis, EntryKind, StoredHead};
 
 const MAGIC: &[u8; 4] = b"HCE1";
 const TRAILER_MAGIC: &[u8; 4] = b"HCT1";
@@ -43,6 +43,13 @@ pub enum DecodeError {
 pub fn encode_head(head: &StoredHead) -> Vec<u8> {
     let mut h = Vec::with_capacity(256);
     put_bytes(&mut h, head.key.as_bytes());
+    match head.kind {
+        EntryKind::Response => h.push(0),
+        EntryKind::Variants { generation } => {
+            h.push(1);
+            h.extend_from_slice(&generation.to_le_bytes());
+        }
+    }
     h.extend_from_slice(&head.status.as_u16().to_le_bytes());
     h.extend_from_slice(&to_millis(head.request_time).to_le_bytes());
     h.extend_from_slice(&to_millis(head.response_time).to_le_bytes());
@@ -94,6 +101,11 @@ pub fn decode_head(buf: &[u8]) -> Result<StoredHead, DecodeError> {
     }
     let mut r = Reader(h);
     let key = String::from_utf8(r.bytes()?.to_vec()).map_err(|_| DecodeError::Malformed("key"))?;
+    let kind = match r.take(1)?[0] {
+        0 => EntryKind::Response,
+        1 => EntryKind::Variants { generation: r.u64()? },
+        _ => return Err(DecodeError::Malformed("kind")),
+    };
     let status = StatusCode::from_u16(r.u16()?).map_err(|_| DecodeError::Malformed("status"))?;
     let request_time: SystemTime = from_millis(r.u64()?);
     let response_time = from_millis(r.u64()?);
@@ -107,7 +119,7 @@ pub fn decode_head(buf: &[u8]) -> Result<StoredHead, DecodeError> {
     if !r.0.is_empty() {
         return Err(DecodeError::Malformed("trailing head bytes"));
     }
-    Ok(StoredHead { key, status, headers, request_time, response_time })
+    Ok(StoredHead { kind, key, status, headers, request_time, response_time })
 }
 
 /// Decodes a trailer into `(body_len, body_crc)`.
@@ -164,6 +176,7 @@ mod tests {
         headers.append("set-cookie", HeaderValue::from_static("a=1"));
         headers.append("set-cookie", HeaderValue::from_static("b=2"));
         StoredHead {
+            kind: EntryKind::Variants { generation: 7 },
             key: "http://h:80/x".into(),
             status: StatusCode::OK,
             headers,
@@ -178,6 +191,7 @@ mod tests {
         let len = decode_prefix(&enc[..8]).unwrap() as usize;
         let dec = decode_head(&enc[8..8 + len + 4]).unwrap();
         assert_eq!(dec.key, "http://h:80/x");
+        assert_eq!(dec.kind, EntryKind::Variants { generation: 7 });
         assert_eq!(dec.headers.get_all("set-cookie").iter().count(), 2);
         assert_eq!(dec.response_time, from_millis(2_000));
     }
