@@ -303,9 +303,18 @@ async fn upstream_sending_less_than_content_length_is_not_stored() {
 
     for round in 1..=2 {
         let got = fetch(&url).await;
-        assert_eq!(got.status, 200, "round {round}: {}", got.describe());
-        assert!(!got.complete_looking(), "round {round}: a short body looks complete: {}", got.describe());
-        assert!(got.body.len() <= 50 && got.body.iter().all(|&b| b == b's'), "{}", got.describe());
+        // Small bodies are read whole before answering, so the proxy can answer a clean 502;
+        // a streamed body would instead be cut. Never a complete-looking 200.
+        if got.status == 200 {
+            assert!(
+                !got.complete_looking(),
+                "round {round}: a short body looks complete: {}",
+                got.describe()
+            );
+            assert!(got.body.len() <= 50 && got.body.iter().all(|&b| b == b's'), "{}", got.describe());
+        } else {
+            assert_eq!(got.status, 502, "round {round}: {}", got.describe());
+        }
         assert_eq!(origin.hits(), round, "round {round}: nothing stored, so the origin is asked");
         assert!(eventually(Duration::from_secs(5), || tmp_files(dir.path()).is_empty()).await);
         assert_nothing_stored(dir.path());

@@ -132,10 +132,12 @@ impl Fill {
     }
 }
 
+/// The whole body in one allocation of its own size: received chunks are slices of larger
+/// network buffers, which a long-lived memory entry must not keep alive.
 fn concat(chunks: &[Bytes]) -> Bytes {
     match chunks {
         [] => Bytes::new(),
-        [one] => one.clone(),
+        [one] => Bytes::copy_from_slice(one),
         many => {
             let mut buf = Vec::with_capacity(many.iter().map(Bytes::len).sum());
             for c in many {

@@ -45,3 +45,15 @@ pub fn to_millis(t: SystemTime) -> u64 {
 pub fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
+
+/// A copy of `headers` whose values own their bytes. Values parsed by hyper are slices of its
+/// read buffer; storing them as they are would keep that whole buffer alive per entry.
+pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut v = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        v.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), v);
+    }
+    out
+}

@@ -281,11 +281,15 @@ impl Cache {
         self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
     }
 
-    /// Stores a complete response in memory and queues it for the disk writer thread.
+    /// Stores a complete response in memory and queues it for the disk writer thread. When
+    /// the disk cannot keep up and the queue is full, the disk copy is skipped (and counted):
+    /// waiting would pile up pending entries in memory without bound.
     pub async fn store_complete(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
         self.insert_memory(key, head.clone(), body.clone());
-        if let Some(tx) = &self.writes {
-            let _ = tx.send(WriteJob { key: key.clone(), head, body }).await;
+        if let (Some(tx), Some(disk)) = (&self.writes, &self.disk) {
+            if tx.try_send(WriteJob { key: key.clone(), head, body }).is_err() {
+                disk.stats().writes_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 

@@ -23,13 +23,14 @@ pub struct FillSink {
     fill: Arc<Fill>,
     writer: Option<mpsc::Sender<WriterMsg>>,
     received: u64,
+    finished: bool,
 }
 
 impl FillSink {
     /// A sink for `fill`, spawning a blocking writer thread for `writer` if given.
     pub fn new(fill: Arc<Fill>, writer: Option<EntryWriter>) -> Self {
         let writer = writer.map(|w| spawn_writer(fill.clone(), w));
-        Self { fill, writer, received: 0 }
+        Self { fill, writer, received: 0, finished: false }
     }
 
     /// Appends a chunk, waiting if the disk writer is behind.
@@ -50,7 +51,7 @@ impl FillSink {
 
     /// Ends the fill. On success with `store` set, commits the disk entry. Returns whether the
     /// disk entry was committed, and the whole body if it was kept in memory.
-    pub async fn finish(self, outcome: Result<(), FillError>, store: bool) -> (bool, Option<Bytes>) {
+    pub async fn finish(mut self, outcome: Result<(), FillError>, store: bool) -> (bool, Option<Bytes>) {
         let ok = outcome.is_ok();
         let mut stored = false;
         if let (true, true, Some(tx)) = (ok, store, &self.writer) {
@@ -60,9 +61,19 @@ impl FillSink {
             }
         }
         // Dropping the sender without a commit makes the writer discard the temporary file.
-        drop(self.writer);
+        self.writer = None;
+        self.finished = true;
         let body = self.fill.finish(outcome);
         (stored, body)
+    }
+}
+
+impl Drop for FillSink {
+    /// A fetch that is dropped midway (its task cancelled) must not leave readers waiting.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.fill.finish(Err(FillError::Upstream("fetch cancelled".into())));
+        }
     }
 }
 

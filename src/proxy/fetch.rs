@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Empty};
@@ -21,7 +22,7 @@ use crate::cache::key::CacheKey;
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::{self, CacheControl};
 use crate::cache::sink::FillSink;
-use crate::cache::{Cache, CachedResponse};
+use crate::cache::{Cache, CachedBody, CachedResponse, Tier};
 
 /// Request fields never sent upstream on a fetch that fills the cache: the cache needs the
 /// full response, and answers the client's own conditionals and ranges itself.
@@ -32,6 +33,9 @@ const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
     header::IF_UNMODIFIED_SINCE,
     header::RANGE,
 ];
+
+/// Bodies of known length up to this size are read whole before the client is answered.
+const INLINE_BODY_MAX: u64 = 64 * 1024;
 
 /// One trip to the origin on behalf of a request.
 pub(super) struct Fetch<'a> {
@@ -91,7 +95,30 @@ impl<'a> Fetch<'a> {
         };
         parts.headers.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
         parts.headers.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
-        (Response::from_parts(parts, ProxyBody::Upstream(incoming)), CacheResult::Pass)
+        match self.pass_body(&parts.status, &parts.headers, incoming).await {
+            Ok(body) => (Response::from_parts(parts, body), CacheResult::Pass),
+            Err(e) => (respond::error(StatusCode::BAD_GATEWAY, &e), CacheResult::Local),
+        }
+    }
+
+    /// The body of a pass-through response: small bodies of known length are read whole (so
+    /// the head and body leave in one write), others stream with hyper's backpressure.
+    async fn pass_body(
+        &self,
+        status: &StatusCode,
+        headers: &HeaderMap,
+        incoming: Incoming,
+    ) -> Result<ProxyBody, String> {
+        let bodiless = self.ask.method == Method::HEAD
+            || status.is_informational()
+            || *status == StatusCode::NO_CONTENT
+            || *status == StatusCode::NOT_MODIFIED;
+        match content_length(headers) {
+            Some(len) if len <= INLINE_BODY_MAX && !bodiless => {
+                read_small(incoming, len, self.proxy.upstream.timeouts().read).await.map(ProxyBody::full)
+            }
+            _ => Ok(ProxyBody::Upstream(incoming)),
+        }
     }
 
     /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI.
@@ -158,7 +185,7 @@ impl<'a> Fetch<'a> {
             kind: crate::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
             status: parts.status,
-            headers: parts.headers,
+            headers: crate::cache::meta::owned_headers(&parts.headers),
             request_time,
             response_time,
         };
@@ -192,7 +219,7 @@ impl<'a> Fetch<'a> {
             kind: crate::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
             status: stale.head.status,
-            headers: policy::merge_304(&stale.head.headers, not_modified),
+            headers: crate::cache::meta::owned_headers(&policy::merge_304(&stale.head.headers, not_modified)),
             request_time,
             response_time,
         });
@@ -252,7 +279,7 @@ impl<'a> Fetch<'a> {
         };
         let Some((fill, sink)) = started else {
             drop(guard);
-            return self.pass_response(head, incoming);
+            return self.pass_response(head, incoming).await;
         };
         // Followers may share the response only if it is fresh: one that needs validation on
         // every use must not be handed to requests that did not see it validated.
@@ -263,19 +290,18 @@ impl<'a> Fetch<'a> {
             drop(guard);
             None
         };
-        let max_object = cache.limits().max_object;
-        let idle = self.proxy.upstream.timeouts().read;
-        tokio::spawn(pump(
+        let pump = Pump {
             incoming,
             sink,
             guard,
-            cache.clone(),
-            key.clone(),
-            head.clone(),
+            cache: cache.clone(),
+            key: key.clone(),
+            head: head.clone(),
             expected_len,
-            max_object,
-            idle,
-        ));
+            max_object: cache.limits().max_object,
+            idle: self.proxy.upstream.timeouts().read,
+        };
+        let inline = expected_len.is_some_and(|n| n <= INLINE_BODY_MAX);
         let reply = Reply {
             method: &self.ask.method,
             req_headers: &self.ask.headers,
@@ -291,11 +317,29 @@ impl<'a> Fetch<'a> {
             },
             age: None,
         };
-        (reply.fill(&fill), CacheResult::Miss)
+        if !inline {
+            tokio::spawn(pump.run());
+            return (reply.fill(&fill), CacheResult::Miss);
+        }
+        // Small bodies are read whole before answering, so the head and body leave in one
+        // write (and a body cut short becomes a clean 502 instead of a cut connection).
+        match pump.run().await {
+            Ok(Some(body)) => {
+                let stored =
+                    CachedResponse { head: head.clone(), body: CachedBody::Memory(body), tier: Tier::Memory };
+                (reply.stored(stored, || {}), CacheResult::Miss)
+            }
+            Ok(None) => (reply.fill(&fill), CacheResult::Miss),
+            Err(e) => (respond::error(StatusCode::BAD_GATEWAY, &e.to_string()), CacheResult::Local),
+        }
     }
 
-    fn pass_response(&self, head: Arc<StoredHead>, incoming: Incoming) -> Answer {
-        let mut resp = Response::new(ProxyBody::Upstream(incoming));
+    async fn pass_response(&self, head: Arc<StoredHead>, incoming: Incoming) -> Answer {
+        let body = match self.pass_body(&head.status, &head.headers, incoming).await {
+            Ok(body) => body,
+            Err(e) => return (respond::error(StatusCode::BAD_GATEWAY, &e), CacheResult::Local),
+        };
+        let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers.clone();
         let status = CacheStatus {
@@ -321,6 +365,32 @@ fn status_value(name: &str, s: &CacheStatus) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
 }
 
+/// Reads a body of exactly `len` bytes, with `idle` as the deadline between chunks.
+async fn read_small(mut incoming: Incoming, len: u64, idle: std::time::Duration) -> Result<Bytes, String> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut got = 0u64;
+    loop {
+        match tokio::time::timeout(idle, incoming.frame()).await {
+            Err(_) => return Err("upstream body stalled".into()),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return Err(format!("upstream body failed: {e}")),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    got += data.len() as u64;
+                    chunks.push(data);
+                }
+            }
+        }
+    }
+    if got != len {
+        return Err(format!("upstream sent {got} bytes, Content-Length said {len}"));
+    }
+    Ok(match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => chunks.concat().into(),
+    })
+}
+
 fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -328,10 +398,9 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 /// Reads the upstream body into the fill, independent of any client: the entry is completed
 /// even if the client that caused the fetch goes away. Never stores a body cut short, one
 /// whose length differs from Content-Length, or one over `max_object`.
-#[allow(clippy::too_many_arguments)]
-async fn pump(
-    mut incoming: Incoming,
-    mut sink: FillSink,
+struct Pump {
+    incoming: Incoming,
+    sink: FillSink,
     guard: Option<LeaderGuard>,
     cache: Arc<Cache>,
     key: CacheKey,
@@ -339,39 +408,45 @@ async fn pump(
     expected_len: Option<u64>,
     max_object: u64,
     idle: std::time::Duration,
-) {
-    let outcome = loop {
-        match tokio::time::timeout(idle, incoming.frame()).await {
-            Err(_) => break Err(FillError::Upstream("upstream body stalled".into())),
-            Ok(None) => break Ok(()),
-            Ok(Some(Err(e))) => break Err(FillError::Upstream(e.to_string().into())),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    sink.push(data).await;
+}
+
+impl Pump {
+    /// Runs to the end of the body; returns the whole body when it was kept in memory.
+    async fn run(mut self) -> Result<Option<Bytes>, FillError> {
+        let outcome = loop {
+            match tokio::time::timeout(self.idle, self.incoming.frame()).await {
+                Err(_) => break Err(FillError::Upstream("upstream body stalled".into())),
+                Ok(None) => break Ok(()),
+                Ok(Some(Err(e))) => break Err(FillError::Upstream(e.to_string().into())),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.sink.push(data).await;
+                    }
                 }
             }
+        };
+        let received = self.sink.received();
+        let outcome = outcome.and_then(|()| match self.expected_len {
+            Some(n) if n != received => {
+                Err(FillError::Upstream(format!("length {received} != Content-Length {n}").into()))
+            }
+            _ => Ok(()),
+        });
+        if let Err(e) = &outcome {
+            tracing::warn!(key = self.key.url(), error = %e, "upstream body incomplete: not stored");
         }
-    };
-    let received = sink.received();
-    let outcome = outcome.and_then(|()| match expected_len {
-        Some(n) if n != received => {
-            Err(FillError::Upstream(format!("length {received} != Content-Length {n}").into()))
+        let store = outcome.is_ok() && received <= self.max_object;
+        let (on_disk, body) = self.sink.finish(outcome.clone(), store).await;
+        if let (true, Some(body)) = (store, &body) {
+            if on_disk {
+                self.cache.insert_memory(&self.key, self.head.clone(), body.clone());
+            } else {
+                self.cache.store_complete(&self.key, self.head.clone(), body.clone()).await;
+            }
         }
-        _ => Ok(()),
-    });
-    if let Err(e) = &outcome {
-        tracing::warn!(key = key.url(), error = %e, "upstream body incomplete: not stored");
-    }
-    let store = outcome.is_ok() && received <= max_object;
-    let (on_disk, body) = sink.finish(outcome, store).await;
-    if let (true, Some(body)) = (store, body) {
-        if on_disk {
-            cache.insert_memory(&key, head, body);
-        } else {
-            cache.store_complete(&key, head, body).await;
+        if let Some(g) = self.guard.take() {
+            g.complete();
         }
-    }
-    if let Some(g) = guard {
-        g.complete();
+        outcome.map(|()| body)
     }
 }

@@ -63,6 +63,8 @@ pub struct DiskStats {
     pub write_errors: AtomicU64,
     /// Entries removed to stay within `--cache-size`.
     pub evictions: AtomicU64,
+    /// Small entries kept in memory only because the disk writer was behind.
+    pub writes_skipped: AtomicU64,
 }
 
 #[derive(Clone)]
