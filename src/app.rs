@@ -57,6 +57,7 @@ pub fn build_proxy(args: &RunArgs) -> anyhow::Result<Arc<Proxy>> {
             shared: true,
         },
         cache_name: args.cache_name.clone(),
+        targeted_cache_control: args.targeted_cache_control.0.clone(),
     };
     Ok(Arc::new(Proxy::new(cache, upstream, settings)))
 }
@@ -127,6 +128,9 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         upstream_timeout: std::time::Duration::from_secs(30),
         shutdown_grace: std::time::Duration::from_secs(5),
         cache_name: "httpcache-proxy".into(),
+        targeted_cache_control: crate::config::FieldName(Some(http::HeaderName::from_static(
+            "cdn-cache-control",
+        ))),
     };
     let listener = bind(&proxy_args).await?;
     let port = listener.local_addr()?.port();

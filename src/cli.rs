@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{parse_duration, parse_size};
+use crate::config::{parse_duration, parse_field_name, parse_size, FieldName};
 
 /// A fast, standards-correct HTTP caching proxy.
 ///
@@ -117,4 +117,8 @@ pub struct RunArgs {
     /// This cache's name in Cache-Status headers.
     #[arg(long, default_value = "httpcache-proxy")]
     pub cache_name: String,
+    /// Targeted cache-control field (RFC 9213) that overrides Cache-Control for this cache and
+    /// is not forwarded downstream; "none" disables it.
+    #[arg(long, default_value = "CDN-Cache-Control", value_parser = parse_field_name)]
+    pub targeted_cache_control: FieldName,
 }

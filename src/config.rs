@@ -45,6 +45,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is out of range"))
 }
 
+/// An optional header field name from the command line ("none" for no field).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldName(pub Option<http::HeaderName>);
+
+/// Parses a header field name, or "none".
+pub fn parse_field_name(s: &str) -> Result<FieldName, String> {
+    if s.eq_ignore_ascii_case("none") {
+        return Ok(FieldName(None));
+    }
+    http::HeaderName::from_bytes(s.as_bytes())
+        .map(|n| FieldName(Some(n)))
+        .map_err(|_| format!("'{s}' is not a header field name"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

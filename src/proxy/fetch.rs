@@ -68,6 +68,13 @@ impl<'a> Fetch<'a> {
         req
     }
 
+    /// The targeted cache-control field is for this cache only (RFC 9213): not forwarded.
+    fn strip_targeted(&self, headers: &mut HeaderMap) {
+        if let Some(t) = &self.proxy.settings.targeted_cache_control {
+            headers.remove(t);
+        }
+    }
+
     fn failure(&self, e: &UpstreamError) -> Answer {
         tracing::debug!(error = %e, "upstream failed");
         (respond::error(e.status(), &e.to_string()), CacheResult::Local)
@@ -93,6 +100,7 @@ impl<'a> Fetch<'a> {
             collapsed: false,
             detail: None,
         };
+        self.strip_targeted(&mut parts.headers);
         parts.headers.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
         parts.headers.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
         match self.pass_body(&parts.status, &parts.headers, incoming).await {
@@ -193,14 +201,9 @@ impl<'a> Fetch<'a> {
     }
 
     fn stale_if_error(&self, s: &CachedResponse) -> bool {
-        let now = SystemTime::now();
-        let h = &s.head;
-        let age =
-            policy::AgeInputs::from_response(&h.headers, h.request_time, h.response_time).current_age(now);
-        let lifetime =
-            policy::freshness_lifetime(h.status, &h.headers, h.response_time, &self.proxy.settings.policy);
+        let a = self.proxy.settings.assess(&s.head, SystemTime::now());
         let req_cc = CacheControl::parse_request(&self.ask.headers);
-        policy::stale_if_error_allows(&req_cc, &CacheControl::parse(&h.headers), &lifetime, age)
+        policy::stale_if_error_allows(&req_cc, &a.directives, &a.lifetime, a.age)
     }
 
     /// A 304 for a stale entry: freshen the stored head (§4.3.4) and serve the stored body.
@@ -243,14 +246,13 @@ impl<'a> Fetch<'a> {
         incoming: Incoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
-        let storable = policy::is_storable(
-            &Method::GET,
-            &self.ask.headers,
-            head.status,
-            &head.headers,
-            &settings.policy,
-        )
-        .map_err(|why| why.as_str());
+        let (storable, lifetime) = {
+            let view = settings.policy_headers(&head.headers);
+            let storable =
+                policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy)
+                    .map_err(|why| why.as_str());
+            (storable, policy::freshness_lifetime(head.status, &view, head.response_time, &settings.policy))
+        };
         // A response that varies is stored as the variant this request selects (§4.1), under
         // the URL's Vary marker; one that does not is stored under the URL itself.
         let key = match (&storable, policy::vary::vary_names(&head.headers)) {
@@ -267,8 +269,6 @@ impl<'a> Fetch<'a> {
         head.key = key.url().to_string();
         let key = &key;
         let expected_len = content_length(&head.headers);
-        let lifetime =
-            policy::freshness_lifetime(head.status, &head.headers, head.response_time, &settings.policy);
         let head = Arc::new(head);
         let started = match storable {
             Ok(()) => cache.start_fill(key, head.clone(), expected_len).await,
@@ -306,6 +306,7 @@ impl<'a> Fetch<'a> {
             method: &self.ask.method,
             req_headers: &self.ask.headers,
             cache_name: &settings.cache_name,
+            targeted: settings.targeted_cache_control.as_ref(),
             result: CacheResult::Miss,
             status: CacheStatus {
                 fwd: Some("uri-miss"),
@@ -351,6 +352,7 @@ impl<'a> Fetch<'a> {
             detail: None,
         };
         let h = resp.headers_mut();
+        self.strip_targeted(h);
         h.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
         h.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
         (resp, CacheResult::Pass)

@@ -1,5 +1,6 @@
 //! The proxy: routing, the request pipeline, the upstream client and response building.
 
+mod assess;
 pub mod body;
 mod fetch;
 pub mod headers;

@@ -2,7 +2,7 @@
 //! in progress, and `304 Not Modified` answers to the client's own conditionals.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -12,7 +12,7 @@ use super::body::{BodyError, ProxyBody};
 use super::headers::{CACHE_STATUS, X_CACHE};
 use crate::cache::fill::Fill;
 use crate::cache::meta::StoredHead;
-use crate::cache::policy::{self, AgeInputs};
+use crate::cache::policy;
 use crate::cache::{CachedBody, CachedResponse};
 
 /// Bytes read from an entry file per step when streaming a large hit.
@@ -106,14 +106,6 @@ impl CacheStatus {
     }
 }
 
-/// Age and remaining freshness of a stored response at `now` (RFC 9111 §4.2.3, §4.2.1).
-pub fn age_and_ttl(head: &StoredHead, cfg: &policy::PolicyConfig, now: SystemTime) -> (Duration, i64) {
-    let age = AgeInputs::from_response(&head.headers, head.request_time, head.response_time).current_age(now);
-    let lifetime = policy::freshness_lifetime(head.status, &head.headers, head.response_time, cfg);
-    let ttl = lifetime.duration().unwrap_or_default().as_secs() as i64 - age.as_secs() as i64;
-    (age, ttl)
-}
-
 /// Everything needed to turn a stored head into a client response.
 pub struct Reply<'a> {
     /// Request method (HEAD gets no body).
@@ -122,6 +114,8 @@ pub struct Reply<'a> {
     pub req_headers: &'a HeaderMap,
     /// The cache's name in `Cache-Status`.
     pub cache_name: &'a str,
+    /// The targeted cache-control field, never forwarded downstream (RFC 9213).
+    pub targeted: Option<&'a http::HeaderName>,
     /// How the response was obtained.
     pub result: CacheResult,
     /// The `Cache-Status` details.
@@ -159,6 +153,9 @@ impl Reply<'_> {
             }
         }
         let h = resp.headers_mut();
+        if let Some(t) = self.targeted {
+            h.remove(t);
+        }
         if let Some(age) = self.age {
             h.insert(header::AGE, HeaderValue::from(age.as_secs()));
         }

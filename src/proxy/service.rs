@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::body::ProxyBody;
 use super::fetch::Fetch;
-use super::reply::{age_and_ttl, CacheResult, CacheStatus, Reply};
+use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
 use super::route::{route, Route, Target};
 use super::upstream::Upstream;
@@ -30,6 +30,8 @@ pub struct ProxySettings {
     pub policy: PolicyConfig,
     /// Name of this cache in `Cache-Status`.
     pub cache_name: String,
+    /// The targeted cache-control field this cache obeys over `Cache-Control` (RFC 9213).
+    pub targeted_cache_control: Option<http::HeaderName>,
 }
 
 /// The proxy: shared by every connection.
@@ -166,14 +168,8 @@ impl Proxy {
     }
 
     fn reuse(&self, req_cc: &CacheControl, hit: &CachedResponse) -> Reuse {
-        let now = SystemTime::now();
-        let head = &hit.head;
-        let age = policy::AgeInputs::from_response(&head.headers, head.request_time, head.response_time)
-            .current_age(now);
-        let lifetime =
-            policy::freshness_lifetime(head.status, &head.headers, head.response_time, &self.settings.policy);
-        let resp_cc = CacheControl::parse(&head.headers);
-        policy::reuse_decision(req_cc, &resp_cc, &lifetime, age)
+        let a = self.settings.assess(&hit.head, SystemTime::now());
+        policy::reuse_decision(req_cc, &a.directives, &a.lifetime, a.age)
     }
 
     /// Serves a stored response.
@@ -185,7 +181,8 @@ impl Proxy {
         hit: CachedResponse,
         result: CacheResult,
     ) -> Response<ProxyBody> {
-        let (age, ttl) = age_and_ttl(&hit.head, &self.settings.policy, SystemTime::now());
+        let assessed = self.settings.assess(&hit.head, SystemTime::now());
+        let (age, ttl) = (assessed.age, assessed.ttl());
         let fwd = match result {
             CacheResult::Revalidated => Some("stale"),
             _ => None,
@@ -194,6 +191,7 @@ impl Proxy {
             method: &ask.method,
             req_headers: &ask.headers,
             cache_name: &self.settings.cache_name,
+            targeted: self.settings.targeted_cache_control.as_ref(),
             result,
             status: CacheStatus {
                 fwd,
@@ -235,6 +233,7 @@ impl Proxy {
                         method: &ask.method,
                         req_headers: &ask.headers,
                         cache_name: &self.settings.cache_name,
+                        targeted: self.settings.targeted_cache_control.as_ref(),
                         result: CacheResult::Collapsed,
                         status: CacheStatus {
                             fwd: Some("uri-miss"),
