@@ -91,7 +91,7 @@ impl<'a> Fetch<'a> {
         };
         let (mut parts, incoming) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
-        self.invalidate_after(&parts.status).await;
+        self.invalidate_after(&parts.status, &parts.headers).await;
         let status = CacheStatus {
             fwd: Some(fwd),
             fwd_status: Some(parts.status.as_u16()),
@@ -129,15 +129,24 @@ impl<'a> Fetch<'a> {
         }
     }
 
-    /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI.
-    async fn invalidate_after(&self, status: &StatusCode) {
+    /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI, and
+    /// the URIs in `Location` and `Content-Location` when they have the same origin.
+    async fn invalidate_after(&self, status: &StatusCode, headers: &HeaderMap) {
         let unsafe_method =
             !matches!(self.ask.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
-        if unsafe_method && (status.is_success() || status.is_redirection()) {
-            if let Some(cache) = &self.proxy.cache {
-                let t = &self.ask.target;
-                cache.remove(&CacheKey::new("http", &t.host, t.port, &t.path_and_query)).await;
-            }
+        let Some(cache) = &self.proxy.cache else { return };
+        if !unsafe_method || !(status.is_success() || status.is_redirection()) {
+            return;
+        }
+        let t = &self.ask.target;
+        cache.remove(&CacheKey::new("http", &t.host, t.port, &t.path_and_query)).await;
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let Some(path) =
+                headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|v| same_origin_path(t, v))
+            else {
+                continue;
+            };
+            cache.remove(&CacheKey::new("http", &t.host, t.port, &path)).await;
         }
     }
 
@@ -393,6 +402,22 @@ async fn read_small(mut incoming: Incoming, len: u64, idle: std::time::Duration)
     })
 }
 
+/// The path of `reference` if it names the same origin as `target` (RFC 9111 §4.4): an
+/// absolute path, or an absolute `http://` URI with the same host and port.
+fn same_origin_path(target: &super::route::Target, reference: &str) -> Option<String> {
+    if reference.starts_with('/') && !reference.starts_with("//") {
+        return Some(reference.to_string());
+    }
+    let uri: http::Uri = reference.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = uri.host()?.to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(80);
+    (host == target.host && port == target.port)
+        .then(|| uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string()))
+}
+
 fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
@@ -450,5 +475,24 @@ impl Pump {
             g.complete();
         }
         outcome.map(|()| body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::route::Target;
+
+    #[test]
+    fn s4_4_same_origin_references_only() {
+        let t = Target { host: "h".into(), port: 8080, path_and_query: "/x".into() };
+        assert_eq!(same_origin_path(&t, "/a?b"), Some("/a?b".into()));
+        assert_eq!(same_origin_path(&t, "http://h:8080/a"), Some("/a".into()));
+        assert_eq!(same_origin_path(&t, "http://H:8080/a"), Some("/a".into()));
+        assert_eq!(same_origin_path(&t, "http://h/a"), None, "other port");
+        assert_eq!(same_origin_path(&t, "http://evil:8080/a"), None);
+        assert_eq!(same_origin_path(&t, "https://h:8080/a"), None);
+        assert_eq!(same_origin_path(&t, "//h:8080/a"), None);
+        assert_eq!(same_origin_path(&t, "relative"), None);
     }
 }
