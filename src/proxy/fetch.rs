@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 
 use super::body::ProxyBody;
-use super::headers::{strip_hop_by_hop, CACHE_STATUS, X_CACHE};
+use super::headers::strip_hop_by_hop;
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
 use super::service::{Ask, FillTarget, Proxy};
@@ -35,26 +35,31 @@ const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
 ];
 
 /// Bodies of known length up to this size are read whole before the client is answered.
-const INLINE_BODY_MAX: u64 = 64 * 1024;
+pub(super) const INLINE_BODY_MAX: u64 = 64 * 1024;
 
 /// One trip to the origin on behalf of a request.
 pub(super) struct Fetch<'a> {
-    proxy: &'a Arc<Proxy>,
-    ask: &'a Ask,
+    pub(super) proxy: &'a Arc<Proxy>,
+    pub(super) ask: &'a Ask,
 }
 
-type Answer = (Response<ProxyBody>, CacheResult);
+pub(super) type Answer = (Response<ProxyBody>, CacheResult);
 
 impl<'a> Fetch<'a> {
     pub(super) fn new(proxy: &'a Arc<Proxy>, ask: &'a Ask) -> Self {
         Self { proxy, ask }
     }
 
-    fn target_name(&self) -> String {
+    pub(super) fn target_name(&self) -> String {
         format!("{}:{}", self.ask.target.host, self.ask.target.port)
     }
 
-    fn request(&self, method: Method, mut headers: HeaderMap, body: UpstreamBody) -> Request<UpstreamBody> {
+    pub(super) fn request(
+        &self,
+        method: Method,
+        mut headers: HeaderMap,
+        body: UpstreamBody,
+    ) -> Request<UpstreamBody> {
         strip_hop_by_hop(&mut headers);
         let t = &self.ask.target;
         if let Ok(host) = HeaderValue::from_str(&t.authority()) {
@@ -69,85 +74,15 @@ impl<'a> Fetch<'a> {
     }
 
     /// The targeted cache-control field is for this cache only (RFC 9213): not forwarded.
-    fn strip_targeted(&self, headers: &mut HeaderMap) {
+    pub(super) fn strip_targeted(&self, headers: &mut HeaderMap) {
         if let Some(t) = &self.proxy.settings.targeted_cache_control {
             headers.remove(t);
         }
     }
 
-    fn failure(&self, e: &UpstreamError) -> Answer {
+    pub(super) fn failure(&self, e: &UpstreamError) -> Answer {
         tracing::debug!(error = %e, "upstream failed");
         (respond::error(e.status(), &e.to_string()), CacheResult::Local)
-    }
-
-    /// Forwards the request and streams the answer back without storing it. `fwd` is the
-    /// Cache-Status reason. Unsafe methods that succeed invalidate the target (§4.4).
-    pub(super) async fn pass(&self, body: Option<Incoming>, fwd: &'static str) -> Answer {
-        let body = body.map_or(Either::Left(Empty::new()), Either::Right);
-        let req = self.request(self.ask.method.clone(), self.ask.headers.clone(), body);
-        let resp = match self.proxy.upstream.send(req, &self.target_name()).await {
-            Ok(r) => r,
-            Err(e) => return self.failure(&e),
-        };
-        let (mut parts, incoming) = resp.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        self.invalidate_after(&parts.status, &parts.headers).await;
-        let status = CacheStatus {
-            fwd: Some(fwd),
-            fwd_status: Some(parts.status.as_u16()),
-            ttl: None,
-            stored: false,
-            collapsed: false,
-            detail: None,
-        };
-        self.strip_targeted(&mut parts.headers);
-        parts.headers.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
-        parts.headers.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
-        match self.pass_body(&parts.status, &parts.headers, incoming).await {
-            Ok(body) => (Response::from_parts(parts, body), CacheResult::Pass),
-            Err(e) => (respond::error(StatusCode::BAD_GATEWAY, &e), CacheResult::Local),
-        }
-    }
-
-    /// The body of a pass-through response: small bodies of known length are read whole (so
-    /// the head and body leave in one write), others stream with hyper's backpressure.
-    async fn pass_body(
-        &self,
-        status: &StatusCode,
-        headers: &HeaderMap,
-        incoming: Incoming,
-    ) -> Result<ProxyBody, String> {
-        let bodiless = self.ask.method == Method::HEAD
-            || status.is_informational()
-            || *status == StatusCode::NO_CONTENT
-            || *status == StatusCode::NOT_MODIFIED;
-        match content_length(headers) {
-            Some(len) if len <= INLINE_BODY_MAX && !bodiless => {
-                read_small(incoming, len, self.proxy.upstream.timeouts().read).await.map(ProxyBody::full)
-            }
-            _ => Ok(ProxyBody::Upstream(incoming)),
-        }
-    }
-
-    /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI, and
-    /// the URIs in `Location` and `Content-Location` when they have the same origin.
-    async fn invalidate_after(&self, status: &StatusCode, headers: &HeaderMap) {
-        let unsafe_method =
-            !matches!(self.ask.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
-        let Some(cache) = &self.proxy.cache else { return };
-        if !unsafe_method || !(status.is_success() || status.is_redirection()) {
-            return;
-        }
-        let t = &self.ask.target;
-        cache.remove(&CacheKey::new("http", &t.host, t.port, &t.path_and_query)).await;
-        for name in [header::LOCATION, header::CONTENT_LOCATION] {
-            let Some(path) =
-                headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|v| same_origin_path(t, v))
-            else {
-                continue;
-            };
-            cache.remove(&CacheKey::new("http", &t.host, t.port, &path)).await;
-        }
     }
 
     /// The leader's fetch: revalidates `stale` if it has validators, else fetches in full,
@@ -343,82 +278,9 @@ impl<'a> Fetch<'a> {
             Err(e) => (respond::error(StatusCode::BAD_GATEWAY, &e.to_string()), CacheResult::Local),
         }
     }
-
-    async fn pass_response(&self, head: Arc<StoredHead>, incoming: Incoming) -> Answer {
-        let body = match self.pass_body(&head.status, &head.headers, incoming).await {
-            Ok(body) => body,
-            Err(e) => return (respond::error(StatusCode::BAD_GATEWAY, &e), CacheResult::Local),
-        };
-        let mut resp = Response::new(body);
-        *resp.status_mut() = head.status;
-        *resp.headers_mut() = head.headers.clone();
-        let status = CacheStatus {
-            fwd: Some("uri-miss"),
-            fwd_status: Some(head.status.as_u16()),
-            ttl: None,
-            stored: false,
-            collapsed: false,
-            detail: None,
-        };
-        let h = resp.headers_mut();
-        self.strip_targeted(h);
-        h.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
-        h.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
-        (resp, CacheResult::Pass)
-    }
 }
 
-fn status_value(name: &str, s: &CacheStatus) -> HeaderValue {
-    let mut v = format!("{name}; fwd={}", s.fwd.unwrap_or("uri-miss"));
-    if let Some(st) = s.fwd_status {
-        v.push_str(&format!("; fwd-status={st}"));
-    }
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
-}
-
-/// Reads a body of exactly `len` bytes, with `idle` as the deadline between chunks.
-async fn read_small(mut incoming: Incoming, len: u64, idle: std::time::Duration) -> Result<Bytes, String> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut got = 0u64;
-    loop {
-        match tokio::time::timeout(idle, incoming.frame()).await {
-            Err(_) => return Err("upstream body stalled".into()),
-            Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(format!("upstream body failed: {e}")),
-            Ok(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    got += data.len() as u64;
-                    chunks.push(data);
-                }
-            }
-        }
-    }
-    if got != len {
-        return Err(format!("upstream sent {got} bytes, Content-Length said {len}"));
-    }
-    Ok(match chunks.len() {
-        1 => chunks.pop().unwrap_or_default(),
-        _ => chunks.concat().into(),
-    })
-}
-
-/// The path of `reference` if it names the same origin as `target` (RFC 9111 §4.4): an
-/// absolute path, or an absolute `http://` URI with the same host and port.
-fn same_origin_path(target: &super::route::Target, reference: &str) -> Option<String> {
-    if reference.starts_with('/') && !reference.starts_with("//") {
-        return Some(reference.to_string());
-    }
-    let uri: http::Uri = reference.parse().ok()?;
-    if uri.scheme_str() != Some("http") {
-        return None;
-    }
-    let host = uri.host()?.to_ascii_lowercase();
-    let port = uri.port_u16().unwrap_or(80);
-    (host == target.host && port == target.port)
-        .then(|| uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string()))
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
+pub(super) fn content_length(h: &HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
@@ -475,24 +337,5 @@ impl Pump {
             g.complete();
         }
         outcome.map(|()| body)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::proxy::route::Target;
-
-    #[test]
-    fn s4_4_same_origin_references_only() {
-        let t = Target { host: "h".into(), port: 8080, path_and_query: "/x".into() };
-        assert_eq!(same_origin_path(&t, "/a?b"), Some("/a?b".into()));
-        assert_eq!(same_origin_path(&t, "http://h:8080/a"), Some("/a".into()));
-        assert_eq!(same_origin_path(&t, "http://H:8080/a"), Some("/a".into()));
-        assert_eq!(same_origin_path(&t, "http://h/a"), None, "other port");
-        assert_eq!(same_origin_path(&t, "http://evil:8080/a"), None);
-        assert_eq!(same_origin_path(&t, "https://h:8080/a"), None);
-        assert_eq!(same_origin_path(&t, "//h:8080/a"), None);
-        assert_eq!(same_origin_path(&t, "relative"), None);
     }
 }
