@@ -5,6 +5,7 @@ pub mod body;
 mod fetch;
 pub mod headers;
 mod pass;
+pub mod range;
 pub mod reply;
 pub mod respond;
 pub mod route;

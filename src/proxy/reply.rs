@@ -10,6 +10,7 @@ use http::{Method, Response, StatusCode};
 
 use super::body::{BodyError, ProxyBody};
 use super::headers::{CACHE_STATUS, X_CACHE};
+use super::range::{self, ByteRange, RangeDecision};
 use crate::cache::fill::Fill;
 use crate::cache::meta::StoredHead;
 use crate::cache::policy;
@@ -171,47 +172,158 @@ impl Reply<'_> {
         stored: CachedResponse,
         on_corrupt: impl FnOnce() + Send + 'static,
     ) -> Response<ProxyBody> {
-        let (mut resp, wants_body) = self.head(&stored.head, Some(stored.body.len()));
-        if wants_body {
-            *resp.body_mut() = match stored.body {
-                CachedBody::Memory(b) => ProxyBody::full(b),
-                CachedBody::File { file, offset, len, crc } => {
-                    stream_file(file, offset, len, crc, on_corrupt)
+        let len = stored.body.len();
+        let (mut resp, wants_body) = self.head(&stored.head, Some(len));
+        if !wants_body {
+            return resp;
+        }
+        let full = |body: CachedBody, on_corrupt| match body {
+            CachedBody::Memory(b) => ProxyBody::full(b),
+            CachedBody::File { file, offset, len, crc } => {
+                stream_file(file, offset, len, Some(crc), on_corrupt)
+            }
+        };
+        match self.range(&stored.head, len) {
+            RangeDecision::Full => *resp.body_mut() = full(stored.body, on_corrupt),
+            RangeDecision::Unsatisfiable => unsatisfiable(&mut resp, len),
+            RangeDecision::Partial(ranges) => match (stored.body, ranges.as_slice()) {
+                (body, [one]) => {
+                    partial(&mut resp, *one, len);
+                    *resp.body_mut() = match body {
+                        CachedBody::Memory(b) => {
+                            ProxyBody::full(b.slice(one.start as usize..=one.end as usize))
+                        }
+                        // A part of a large entry is served without the whole-body checksum,
+                        // which only a full read can check (see the README's deviations).
+                        CachedBody::File { file, offset, .. } => {
+                            stream_file(file, offset + one.start, one.len(), None, || {})
+                        }
+                    };
                 }
-            };
+                (CachedBody::Memory(b), many) => {
+                    let ct = stored.head.headers.get(header::CONTENT_TYPE);
+                    let (body, content_type) = range::multipart(&b, many, ct, &range::boundary_for(len));
+                    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    let h = resp.headers_mut();
+                    h.insert(header::CONTENT_TYPE, content_type);
+                    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    *resp.body_mut() = ProxyBody::full(body);
+                }
+                // Several parts of a large entry: the whole body instead (RFC 9110 §14.2 allows
+                // ignoring Range).
+                (body, _) => *resp.body_mut() = full(body, on_corrupt),
+            },
         }
         resp
+    }
+
+    /// How to answer the request's Range (RFC 9110 §14) from a complete 200 of `len` bytes.
+    fn range(&self, head: &StoredHead, len: u64) -> RangeDecision {
+        if head.status != StatusCode::OK {
+            return RangeDecision::Full;
+        }
+        let h = &head.headers;
+        range::decide(
+            *self.method == Method::GET,
+            self.req_headers.get(header::RANGE),
+            self.req_headers.get(header::IF_RANGE),
+            h.get(header::ETAG),
+            h.get(header::LAST_MODIFIED),
+            last_modified_is_strong(h),
+            len,
+        )
     }
 
     /// A response streamed from a fill in progress.
     pub fn fill(&self, fill: &Arc<Fill>) -> Response<ProxyBody> {
         let (mut resp, wants_body) = self.head(fill.head(), None);
-        if wants_body {
-            let (tx, body) = ProxyBody::channel();
-            let mut reader = fill.reader();
-            tokio::spawn(async move {
-                while let Some(chunk) = reader.next().await {
-                    let failed = chunk.is_err();
-                    let msg = chunk.map_err(|e| Box::new(e) as BodyError);
-                    if tx.send(msg).await.is_err() || failed {
-                        return;
-                    }
-                }
-            });
-            *resp.body_mut() = body;
+        if !wants_body {
+            return resp;
         }
+        // A Range on a miss: the whole object is fetched once; a single part of it is served
+        // from the stream when the length is known up front.
+        let total =
+            resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let mut window = None;
+        if let Some(len) = total {
+            match self.range(fill.head(), len) {
+                RangeDecision::Unsatisfiable => {
+                    unsatisfiable(&mut resp, len);
+                    return resp;
+                }
+                RangeDecision::Partial(ranges) if ranges.len() == 1 => {
+                    partial(&mut resp, ranges[0], len);
+                    window = Some(ranges[0]);
+                }
+                _ => {}
+            }
+        }
+        let (tx, body) = ProxyBody::channel();
+        let mut reader = fill.reader();
+        tokio::spawn(async move {
+            let mut pos = 0u64;
+            while let Some(chunk) = reader.next().await {
+                let chunk = match (chunk, window) {
+                    (Ok(c), Some(w)) => {
+                        let (start, end) = (pos, pos + c.len() as u64);
+                        pos = end;
+                        if end <= w.start || start > w.end {
+                            continue;
+                        }
+                        let from = w.start.saturating_sub(start) as usize;
+                        let to = ((w.end + 1).min(end) - start) as usize;
+                        Ok(c.slice(from..to))
+                    }
+                    (other, _) => other,
+                };
+                let failed = chunk.is_err();
+                let msg = chunk.map_err(|e| Box::new(e) as BodyError);
+                if tx.send(msg).await.is_err() || failed || window.is_some_and(|w| pos > w.end) {
+                    return;
+                }
+            }
+        });
+        *resp.body_mut() = body;
         resp
     }
 }
 
-/// Streams a large entry body from its file, checking the CRC as it goes. On a mismatch the
+/// Turns `resp` into a 206 for one part of a `len`-byte body.
+fn partial(resp: &mut Response<ProxyBody>, r: ByteRange, len: u64) {
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_RANGE, range::content_range(r, len));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
+}
+
+/// Turns `resp` into a 416 (RFC 9110 §15.5.17).
+fn unsatisfiable(resp: &mut Response<ProxyBody>, len: u64) {
+    *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_RANGE, range::unsatisfied_range(len));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    *resp.body_mut() = ProxyBody::empty();
+}
+
+/// Whether a stored Last-Modified can serve as a strong validator (RFC 9110 §8.8.2.2): the
+/// response's Date is at least a second later.
+fn last_modified_is_strong(h: &HeaderMap) -> bool {
+    let date =
+        |name| h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| httpdate::parse_http_date(v).ok());
+    match (date(header::LAST_MODIFIED), date(header::DATE)) {
+        (Some(lm), Some(d)) => d.duration_since(lm).is_ok_and(|gap| gap.as_secs() >= 1),
+        _ => false,
+    }
+}
+
+/// Streams a large entry body from its file, checking the CRC (when given) as it goes. On a mismatch the
 /// stream ends in an error (the client's connection is cut, so the response never looks
 /// complete) and `on_corrupt` drops the entry.
 fn stream_file(
     file: Arc<std::fs::File>,
     offset: u64,
     len: u64,
-    crc: u32,
+    crc: Option<u32>,
     on_corrupt: impl FnOnce() + Send + 'static,
 ) -> ProxyBody {
     let (tx, body) = ProxyBody::channel();
@@ -234,7 +346,7 @@ fn stream_file(
             };
             hasher.update(&chunk);
             pos += n;
-            if pos == len && hasher.clone().finalize() != crc {
+            if pos == len && crc.is_some_and(|crc| hasher.clone().finalize() != crc) {
                 let _ = tx.send(Err("cache entry checksum mismatch".into())).await;
                 on_corrupt();
                 return;
