@@ -2484,7 +2484,6 @@ async fn s4_3_4_large_stale_entry_is_revalidated_and_served_from_its_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: a 304 does not update a file-backed (large) entry's stored head, so it stays stale"]
 async fn bug_s4_3_4_large_entry_is_freshened_by_a_304() {
     large_entry_revalidation(true).await;
 }
@@ -2520,7 +2519,6 @@ fn restricting_304_rows(_port: u16) -> Vec<Row> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: a 304 carrying no-store or private is merged and the entry is still reused"]
 async fn bug_s4_3_4_304_with_no_store_or_private() {
     table(60, &[], restricting_304_rows).await;
 }
@@ -2586,7 +2584,6 @@ async fn s4_fresh_response_is_shared_with_collapsed_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: a no-cache response is handed to collapsed requests that never reached the origin"]
 async fn bug_s5_2_2_4_no_cache_response_is_not_shared_with_collapsed_requests() {
     let (hits, mut bodies) = collapse_check("max-age=600, no-cache").await;
     bodies.sort();

@@ -293,6 +293,26 @@ impl Cache {
         }
     }
 
+    /// Stores `head` with the body of an existing stored response (a 304 freshened its head).
+    /// Returns whether the entry was stored.
+    pub async fn restore_with_head(&self, key: &CacheKey, head: Arc<StoredHead>, body: &CachedBody) -> bool {
+        match body {
+            CachedBody::Memory(bytes) => {
+                self.store_complete(key, head, bytes.clone()).await;
+                true
+            }
+            CachedBody::File { file, offset, len, crc } => {
+                let Some(disk) = self.disk.clone() else { return false };
+                let (key, file, (offset, len, crc)) = (key.clone(), file.clone(), (*offset, *len, *crc));
+                tokio::task::spawn_blocking(move || {
+                    disk.rewrite_head(&key, &head, &file, offset, len, crc).is_ok()
+                })
+                .await
+                .unwrap_or(false)
+            }
+        }
+    }
+
     /// Drops an entry whose body failed its checksum while streaming: logged and counted.
     pub async fn drop_corrupt(&self, key: &CacheKey) {
         self.memory.remove(key.hash());

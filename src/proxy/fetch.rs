@@ -171,11 +171,18 @@ impl<'a> Fetch<'a> {
             response_time,
         });
         let fresh = CachedResponse { head: head.clone(), body: stale.body, tier: stale.tier };
-        if let crate::cache::CachedBody::Memory(body) = &fresh.body {
-            cache.store_complete(key, head, body.clone()).await;
+        let settings = &self.proxy.settings;
+        let view = settings.policy_headers(&head.headers);
+        // A 304 can make the response unstorable (e.g. it now says no-store or private): this
+        // client still gets it, but the entry goes (§3, §5.2.2.5, §5.2.2.7).
+        if policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy).is_err()
+        {
+            cache.remove(key).await;
+            drop(guard);
+        } else if cache.restore_with_head(key, head.clone(), &fresh.body).await {
             guard.updated();
         } else {
-            drop(guard); // large entries keep their stored head; followers fetch for themselves
+            drop(guard); // followers fetch for themselves
         }
         (self.proxy.serve(self.ask, cache, key, fresh, CacheResult::Revalidated), CacheResult::Revalidated)
     }
@@ -190,12 +197,14 @@ impl<'a> Fetch<'a> {
         incoming: Incoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
-        let (storable, lifetime) = {
+        let (storable, lifetime, no_cache) = {
             let view = settings.policy_headers(&head.headers);
             let storable =
                 policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy)
                     .map_err(|why| why.as_str());
-            (storable, policy::freshness_lifetime(head.status, &view, head.response_time, &settings.policy))
+            let lifetime =
+                policy::freshness_lifetime(head.status, &view, head.response_time, &settings.policy);
+            (storable, lifetime, CacheControl::parse(&view).no_cache)
         };
         // A response that varies is stored as the variant this request selects (§4.1), under
         // the URL's Vary marker; one that does not is stored under the URL itself.
@@ -225,9 +234,10 @@ impl<'a> Fetch<'a> {
             drop(guard);
             return self.pass_response(head, incoming).await;
         };
-        // Followers may share the response only if it is fresh: one that needs validation on
-        // every use must not be handed to requests that did not see it validated.
-        let guard = if lifetime.duration().is_some_and(|d| !d.is_zero()) {
+        // Followers may share the response only if it is fresh and not `no-cache`: one that
+        // needs validation on every use must not be handed to requests that did not see it
+        // validated (§4.2.4, §5.2.2.4).
+        let guard = if lifetime.duration().is_some_and(|d| !d.is_zero()) && !no_cache {
             guard.ready(fill.clone());
             Some(guard)
         } else {

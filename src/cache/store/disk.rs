@@ -84,9 +84,14 @@ struct DeleteEvicted {
 }
 
 impl Lifecycle<KeyHash, u64> for DeleteEvicted {
-    type RequestState = ();
+    /// The key an insert replaces: quick_cache reports the replaced value through `on_evict`,
+    /// but its file has just been replaced by the new one, which must stay.
+    type RequestState = Option<KeyHash>;
 
-    fn on_evict(&self, _state: &mut (), key: KeyHash, _size: u64) {
+    fn on_evict(&self, replacing: &mut Option<KeyHash>, key: KeyHash, _size: u64) {
+        if *replacing == Some(key) {
+            return;
+        }
         self.stats.evictions.fetch_add(1, Ordering::Relaxed);
         let _ = fs::remove_file(entry_path(&self.dir, &key));
     }
@@ -213,6 +218,36 @@ impl DiskStore {
     pub fn write_whole(self: &Arc<Self>, key: &CacheKey, head: &StoredHead, body: &[u8]) -> io::Result<()> {
         let mut w = self.writer(key, head)?;
         w.write(body)?;
+        w.finish()
+    }
+
+    /// Writes a new entry for `key` with `head` and the body of an existing entry file (after a
+    /// 304 freshened a large entry's head). The body is copied and its checksum checked on the
+    /// way; a mismatch drops the entry instead.
+    pub fn rewrite_head(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        head: &StoredHead,
+        old: &File,
+        offset: u64,
+        len: u64,
+        crc: u32,
+    ) -> io::Result<()> {
+        let mut w = self.writer(key, head)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut check = crc32fast::Hasher::new();
+        let mut pos = 0;
+        while pos < len {
+            let n = (len - pos).min(buf.len() as u64) as usize;
+            old.read_exact_at(&mut buf[..n], offset + pos)?;
+            check.update(&buf[..n]);
+            w.write(&buf[..n])?;
+            pos += n as u64;
+        }
+        if check.finalize() != crc {
+            self.drop_corrupt(key.hash(), &"body checksum mismatch while rewriting the head");
+            return Err(io::Error::other("body checksum mismatch"));
+        }
         w.finish()
     }
 
@@ -392,7 +427,7 @@ impl EntryWriter {
         fs::rename(&self.tmp_path, &path)?;
         self.done = true;
         let size = self.body_offset + self.written + TRAILER_LEN;
-        self.store.index.insert(self.hash, size);
+        self.store.index.insert_with_lifecycle(self.hash, size, &mut Some(self.hash));
         Ok(())
     }
 }
@@ -402,5 +437,66 @@ impl Drop for EntryWriter {
         if !self.done {
             let _ = fs::remove_file(&self.tmp_path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::meta::{from_millis, EntryKind};
+
+    fn head(key: &CacheKey) -> StoredHead {
+        StoredHead {
+            kind: EntryKind::Response,
+            key: key.url().to_string(),
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            request_time: from_millis(1),
+            response_time: from_millis(2),
+        }
+    }
+
+    fn wait_loaded(store: &DiskStore) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !store.index_loaded() && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn replacing_an_entry_keeps_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+        wait_loaded(&store);
+        let key = CacheKey::new("http", "h", 80, "/x");
+        store.write_whole(&key, &head(&key), b"first").unwrap();
+        store.write_whole(&key, &head(&key), b"second").unwrap();
+        let Some(DiskEntry { body: DiskBody::Inline(b), .. }) = store.lookup(&key, 1024) else {
+            panic!("entry lost after replacement")
+        };
+        assert_eq!(&b[..], b"second");
+        assert_eq!(store.stats().evictions.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn eviction_deletes_files_to_stay_within_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 64 * 1024).unwrap();
+        wait_loaded(&store);
+        for i in 0..40 {
+            let key = CacheKey::new("http", "h", 80, &format!("/{i}"));
+            store.write_whole(&key, &head(&key), &[7u8; 4096]).unwrap();
+        }
+        let (_, bytes) = store.usage();
+        assert!(bytes <= 64 * 1024, "index holds {bytes} bytes");
+        let files: u64 = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|d| d.file_name().len() == 2)
+            .flat_map(|d| fs::read_dir(d.path()).unwrap().flatten())
+            .map(|f| f.metadata().unwrap().len())
+            .sum();
+        assert!(files <= 64 * 1024, "files hold {files} bytes");
+        assert!(store.stats().evictions.load(Ordering::Relaxed) > 0);
     }
 }
