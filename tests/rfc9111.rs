@@ -1982,7 +1982,6 @@ fn relative_location_rows(_port: u16) -> Vec<Row> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: a relative Location/Content-Location (e.g. `target`) is not resolved, so it is not invalidated"]
 async fn bug_s4_4_relative_location_invalidation() {
     table(60, &[], relative_location_rows).await;
 }

@@ -150,7 +150,16 @@ async fn read_small(mut incoming: Incoming, len: u64, idle: std::time::Duration)
 /// absolute path, or an absolute `http://` URI with the same host and port.
 fn same_origin_path(target: &super::route::Target, reference: &str) -> Option<String> {
     if reference.starts_with('/') && !reference.starts_with("//") {
-        return Some(reference.to_string());
+        return Some(remove_dot_segments(reference));
+    }
+    let has_scheme = reference.split_once(':').is_some_and(|(scheme, _)| {
+        !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+    });
+    if !has_scheme && !reference.starts_with("//") && !reference.is_empty() {
+        // A relative reference resolves against the request's path (RFC 3986 §5.2).
+        let path = target.path_and_query.split(['?', '#']).next().unwrap_or("/");
+        let base = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        return Some(remove_dot_segments(&format!("{base}{reference}")));
     }
     let uri: http::Uri = reference.parse().ok()?;
     if uri.scheme_str() != Some("http") {
@@ -160,6 +169,39 @@ fn same_origin_path(target: &super::route::Target, reference: &str) -> Option<St
     let port = uri.port_u16().unwrap_or(80);
     (host == target.host && port == target.port)
         .then(|| uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string()))
+}
+
+/// RFC 3986 §5.2.4: resolves `.` and `..` segments of an absolute path (the query is kept).
+fn remove_dot_segments(path_and_query: &str) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *seg {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let mut resolved = format!("/{}", out.join("/"));
+    if let Some(q) = query {
+        resolved.push('?');
+        resolved.push_str(q);
+    }
+    resolved
 }
 
 #[cfg(test)]
@@ -177,6 +219,12 @@ mod tests {
         assert_eq!(same_origin_path(&t, "http://evil:8080/a"), None);
         assert_eq!(same_origin_path(&t, "https://h:8080/a"), None);
         assert_eq!(same_origin_path(&t, "//h:8080/a"), None);
-        assert_eq!(same_origin_path(&t, "relative"), None);
+        assert_eq!(same_origin_path(&t, "relative"), Some("/relative".into()));
+        let deep = Target { host: "h".into(), port: 8080, path_and_query: "/a/b/c?q".into() };
+        assert_eq!(same_origin_path(&deep, "d"), Some("/a/b/d".into()));
+        assert_eq!(same_origin_path(&deep, "../d?x"), Some("/a/d?x".into()));
+        assert_eq!(same_origin_path(&deep, "./"), Some("/a/b/".into()));
+        assert_eq!(same_origin_path(&deep, "/a/./b/../e"), Some("/a/e".into()));
+        assert_eq!(same_origin_path(&deep, "mailto:x@h"), None);
     }
 }
