@@ -14,7 +14,7 @@ use super::body::ProxyBody;
 use super::headers::strip_hop_by_hop;
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
-use super::service::{Ask, FillTarget, Proxy};
+use super::service::{Ask, FillTarget, Forwarded, Proxy};
 use super::upstream::{UpstreamBody, UpstreamError};
 use crate::cache::coalesce::LeaderGuard;
 use crate::cache::fill::FillError;
@@ -110,8 +110,9 @@ impl<'a> Fetch<'a> {
             Err(e) => {
                 if let Some(s) = stale.filter(|s| self.stale_if_error(s)) {
                     drop(guard);
+                    let fwd = Forwarded { reason: target.reason, status: None };
                     return (
-                        self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale),
+                        self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale, Some(fwd)),
                         CacheResult::Stale,
                     );
                 }
@@ -125,12 +126,16 @@ impl<'a> Fetch<'a> {
         if let Some(s) = stale {
             if parts.status == StatusCode::NOT_MODIFIED && validating {
                 return self
-                    .revalidated(cache, key, guard, s, &parts.headers, request_time, response_time)
+                    .revalidated(cache, target, guard, s, &parts.headers, request_time, response_time)
                     .await;
             }
             if parts.status.is_server_error() && self.stale_if_error(&s) {
                 drop(guard);
-                return (self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale), CacheResult::Stale);
+                let fwd = Forwarded { reason: target.reason, status: Some(parts.status.as_u16()) };
+                return (
+                    self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale, Some(fwd)),
+                    CacheResult::Stale,
+                );
             }
         }
         let head = StoredHead {
@@ -155,13 +160,14 @@ impl<'a> Fetch<'a> {
     async fn revalidated(
         &self,
         cache: &Arc<Cache>,
-        key: &CacheKey,
+        target: &FillTarget,
         guard: LeaderGuard,
         stale: CachedResponse,
         not_modified: &HeaderMap,
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Answer {
+        let key = &target.key;
         let head = Arc::new(StoredHead {
             kind: crate::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
@@ -184,7 +190,11 @@ impl<'a> Fetch<'a> {
         } else {
             drop(guard); // followers fetch for themselves
         }
-        (self.proxy.serve(self.ask, cache, key, fresh, CacheResult::Revalidated), CacheResult::Revalidated)
+        let fwd = Forwarded { reason: target.reason, status: Some(304) };
+        (
+            self.proxy.serve(self.ask, cache, key, fresh, CacheResult::Revalidated, Some(fwd)),
+            CacheResult::Revalidated,
+        )
     }
 
     /// Stores a full response if policy allows, streaming it to the client as it arrives.
@@ -232,7 +242,7 @@ impl<'a> Fetch<'a> {
         };
         let Some((fill, sink)) = started else {
             drop(guard);
-            return self.pass_response(head, incoming).await;
+            return self.pass_response(head, incoming, target.reason).await;
         };
         // Followers may share the response only if it is fresh and not `no-cache`: one that
         // needs validation on every use must not be handed to requests that did not see it
@@ -263,9 +273,9 @@ impl<'a> Fetch<'a> {
             targeted: settings.targeted_cache_control.as_ref(),
             result: CacheResult::Miss,
             status: CacheStatus {
-                fwd: Some("uri-miss"),
+                fwd: Some(target.reason),
                 fwd_status: Some(head.status.as_u16()),
-                ttl: lifetime.duration().map(|d| d.as_secs() as i64),
+                ttl: Some(settings.assess(&head, SystemTime::now()).ttl()),
                 stored: true,
                 collapsed: false,
                 detail: None,

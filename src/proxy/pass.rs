@@ -88,7 +88,12 @@ impl Fetch<'_> {
         }
     }
 
-    pub(super) async fn pass_response(&self, head: Arc<StoredHead>, incoming: Incoming) -> Answer {
+    pub(super) async fn pass_response(
+        &self,
+        head: Arc<StoredHead>,
+        incoming: Incoming,
+        fwd: &'static str,
+    ) -> Answer {
         let body = match self.pass_body(&head.status, &head.headers, incoming).await {
             Ok(body) => body,
             Err(e) => return (respond::error(StatusCode::BAD_GATEWAY, &e), CacheResult::Local),
@@ -97,7 +102,7 @@ impl Fetch<'_> {
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers.clone();
         let status = CacheStatus {
-            fwd: Some("uri-miss"),
+            fwd: Some(fwd),
             fwd_status: Some(head.status.as_u16()),
             ttl: None,
             stored: false,

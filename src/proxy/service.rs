@@ -134,22 +134,37 @@ impl Proxy {
     ) -> Option<(Response<ProxyBody>, CacheResult)> {
         let (cache, ask, primary) = (cache.clone(), ask, primary.clone());
         let Lookup { key, hit, marker } = cache.lookup(&primary, &ask.headers).await;
+        // Why the request goes forward (RFC 9211 fwd): no entry, a stale one, or one the
+        // request's own directives would not accept.
+        let mut reason = "uri-miss";
         let stale = match hit {
             Some(hit) => match self.reuse(req_cc, &hit) {
                 Reuse::Fresh => {
-                    return Some((self.serve(ask, &cache, &key, hit, CacheResult::Hit), CacheResult::Hit))
+                    return Some((
+                        self.serve(ask, &cache, &key, hit, CacheResult::Hit, None),
+                        CacheResult::Hit,
+                    ))
                 }
                 Reuse::ServeStale => {
-                    return Some((self.serve(ask, &cache, &key, hit, CacheResult::Stale), CacheResult::Stale))
+                    return Some((
+                        self.serve(ask, &cache, &key, hit, CacheResult::Stale, None),
+                        CacheResult::Stale,
+                    ))
                 }
                 Reuse::ServeStaleWhileRevalidate => {
                     self.refresh_in_background(&cache, &primary, &key, marker, ask);
                     return Some((
-                        self.serve(ask, &cache, &key, hit, CacheResult::Stale),
+                        self.serve(ask, &cache, &key, hit, CacheResult::Stale, None),
                         CacheResult::Stale,
                     ));
                 }
-                Reuse::Revalidate => Some(hit),
+                Reuse::Revalidate => {
+                    let a = self.settings.assess(&hit.head, SystemTime::now());
+                    // Fresh, and not no-cache itself: only the request's directives refused it.
+                    let usable = a.lifetime.is_fresh(a.age) && !a.directives.no_cache;
+                    reason = if usable { "request" } else { "stale" };
+                    Some(hit)
+                }
             },
             None => None,
         };
@@ -160,7 +175,7 @@ impl Proxy {
         if ask.method == Method::HEAD && stale.is_none() {
             return Some(Fetch::new(self, ask).pass(None, "uri-miss").await);
         }
-        let target = FillTarget { primary, key, marker };
+        let target = FillTarget { primary, key, marker, reason };
         match cache.join(&target.key) {
             Joined::Leader(guard) => Some(Fetch::new(self, ask).fill(&cache, &target, guard, stale).await),
             Joined::Follower(rx) => self.follow(ask, &cache, &target, rx).await,
@@ -180,13 +195,10 @@ impl Proxy {
         key: &CacheKey,
         hit: CachedResponse,
         result: CacheResult,
+        forwarded: Option<Forwarded>,
     ) -> Response<ProxyBody> {
         let assessed = self.settings.assess(&hit.head, SystemTime::now());
         let (age, ttl) = (assessed.age, assessed.ttl());
-        let fwd = match result {
-            CacheResult::Revalidated => Some("stale"),
-            _ => None,
-        };
         let reply = Reply {
             method: &ask.method,
             req_headers: &ask.headers,
@@ -194,8 +206,8 @@ impl Proxy {
             targeted: self.settings.targeted_cache_control.as_ref(),
             result,
             status: CacheStatus {
-                fwd,
-                fwd_status: fwd.map(|_| 304),
+                fwd: forwarded.map(|f| f.reason),
+                fwd_status: forwarded.and_then(|f| f.status),
                 ttl: Some(ttl),
                 stored: false,
                 collapsed: false,
@@ -249,7 +261,10 @@ impl Proxy {
                 }
                 Phase::Updated => {
                     if let Some(hit) = cache.lookup_exact(key).await {
-                        return Some((self.serve(ask, cache, key, hit, CacheResult::Hit), CacheResult::Hit));
+                        return Some((
+                            self.serve(ask, cache, key, hit, CacheResult::Hit, None),
+                            CacheResult::Hit,
+                        ));
                     }
                     return None;
                 }
@@ -277,7 +292,7 @@ impl Proxy {
             return;
         };
         let (this, cache) = (self.clone(), cache.clone());
-        let target = FillTarget { primary: primary.clone(), key: key.clone(), marker };
+        let target = FillTarget { primary: primary.clone(), key: key.clone(), marker, reason: "stale" };
         let ask = Ask { method: Method::GET, headers: ask.headers.clone(), target: ask.target.clone() };
         tokio::spawn(async move {
             let stale = cache.lookup_exact(&target.key).await;
@@ -292,6 +307,15 @@ pub(super) struct FillTarget {
     pub primary: CacheKey,
     pub key: CacheKey,
     pub marker: Option<VaryMarker>,
+    /// Why the request went forward, for Cache-Status `fwd` (RFC 9211 §2.2).
+    pub reason: &'static str,
+}
+
+/// How a response served from storage involved the origin (RFC 9211 `fwd`, `fwd-status`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Forwarded {
+    pub reason: &'static str,
+    pub status: Option<u16>,
 }
 
 /// Whether a fill in progress holds the response this request selects: the same key, or a
