@@ -95,30 +95,42 @@ impl<'a> Fetch<'a> {
         stale: Option<CachedResponse>,
     ) -> Answer {
         let key = &target.key;
-        let mut headers = self.ask.headers.clone();
-        for name in &CLIENT_CONDITIONALS {
-            headers.remove(name);
-        }
-        let validating = stale.as_ref().is_some_and(|s| policy::has_validator(&s.head.headers));
-        if let (true, Some(s)) = (validating, &stale) {
-            headers.extend(policy::conditional_headers(&s.head.headers));
-        }
-        let request_time = SystemTime::now();
-        let req = self.request(Method::GET, headers, Either::Left(Empty::new()));
-        let resp = match self.proxy.upstream.send(req, &self.target_name()).await {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(s) = stale.filter(|s| self.stale_if_error(s)) {
-                    drop(guard);
-                    let fwd = Forwarded { reason: target.reason, status: None };
-                    return (
-                        self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale, Some(fwd)),
-                        CacheResult::Stale,
-                    );
-                }
-                guard.failed(e.status(), e.to_string().into());
-                return self.failure(&e);
+        let mut stale = stale;
+        // At most two trips: a 304 that names another representation than the stored one
+        // (a different strong ETag) cannot update it (§4.3.4), so the full response is fetched.
+        let (resp, request_time, validating) = loop {
+            let mut headers = self.ask.headers.clone();
+            for name in &CLIENT_CONDITIONALS {
+                headers.remove(name);
             }
+            let validating = stale.as_ref().is_some_and(|s| policy::has_validator(&s.head.headers));
+            if let (true, Some(s)) = (validating, &stale) {
+                headers.extend(policy::conditional_headers(&s.head.headers));
+            }
+            let request_time = SystemTime::now();
+            let req = self.request(Method::GET, headers, Either::Left(Empty::new()));
+            let resp = match self.proxy.upstream.send(req, &self.target_name()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(s) = stale.filter(|s| self.stale_if_error(s)) {
+                        drop(guard);
+                        let fwd = Forwarded { reason: target.reason, status: None };
+                        return (
+                            self.proxy.serve(self.ask, cache, key, s, CacheResult::Stale, Some(fwd)),
+                            CacheResult::Stale,
+                        );
+                    }
+                    guard.failed(e.status(), e.to_string().into());
+                    return self.failure(&e);
+                }
+            };
+            let mismatch = resp.status() == StatusCode::NOT_MODIFIED
+                && stale.as_ref().is_some_and(|s| other_strong_etag(&s.head.headers, resp.headers()));
+            if validating && mismatch {
+                stale = None;
+                continue;
+            }
+            break (resp, request_time, validating);
         };
         let response_time = SystemTime::now();
         let (mut parts, incoming) = resp.into_parts();
@@ -298,6 +310,16 @@ impl<'a> Fetch<'a> {
             Err(e) => (respond::error(StatusCode::BAD_GATEWAY, &e.to_string()), CacheResult::Local),
         }
     }
+}
+
+/// Whether a 304 carries a strong ETag other than the stored response's (RFC 9111 §4.3.4:
+/// then it does not select the stored response for update).
+fn other_strong_etag(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
+    let Some(new) = not_modified.get(header::ETAG) else { return false };
+    if new.as_bytes().starts_with(b"W/") {
+        return false;
+    }
+    stored.get(header::ETAG) != Some(new)
 }
 
 pub(super) fn content_length(h: &HeaderMap) -> Option<u64> {

@@ -123,6 +123,11 @@ impl Origin {
         self.connections.load(Ordering::SeqCst)
     }
 
+    /// Headers of every request to `path`, oldest first.
+    pub fn requests_to(&self, path: &str) -> Vec<HeaderMap> {
+        self.requests.lock().iter().filter(|(p, _)| p == path).map(|(_, h)| h.clone()).collect()
+    }
+
     /// Headers of the last request to `path`.
     pub fn last_request(&self, path: &str) -> Option<HeaderMap> {
         self.requests.lock().iter().rev().find(|(p, _)| p == path).map(|(_, h)| h.clone())
