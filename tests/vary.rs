@@ -21,6 +21,14 @@ async fn s4_1_each_variant_is_stored_and_selected_by_its_request_field() {
     let url = proxy.url(origin.port(), "/v");
     for (lang, expect_hits) in [("en", 1), ("fr", 2), ("en", 2), ("fr", 2)] {
         let got = get(&url, &[("accept-language", lang)]).await;
+        let status = got.header("cache-status").unwrap_or_default().to_string();
+        match (lang, expect_hits) {
+            ("en", 1) => assert!(status.contains("fwd=uri-miss"), "{status}"),
+            ("fr", 2) if got.header("x-cache") == Some("MISS") => {
+                assert!(status.contains("fwd=vary-miss"), "RFC 9211: another variant was stored: {status}")
+            }
+            _ => {}
+        }
         assert_eq!(got.body, lang);
         assert_eq!(got.header("vary"), Some("Accept-Language"));
         assert_eq!(origin.hits("/v"), expect_hits, "after {lang}");

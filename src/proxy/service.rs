@@ -136,7 +136,7 @@ impl Proxy {
         let Lookup { key, hit, marker } = cache.lookup(&primary, &ask.headers).await;
         // Why the request goes forward (RFC 9211 fwd): no entry, a stale one, or one the
         // request's own directives would not accept.
-        let mut reason = "uri-miss";
+        let mut reason = if marker.is_some() && hit.is_none() { "vary-miss" } else { "uri-miss" };
         let stale = match hit {
             Some(hit) => match self.reuse(req_cc, &hit) {
                 Reuse::Fresh => {
