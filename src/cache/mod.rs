@@ -90,10 +90,11 @@ pub struct CachedResponse {
 const WRITE_QUEUE: usize = 1024;
 
 /// A complete small entry for the disk writer thread.
-struct WriteJob {
-    key: CacheKey,
-    head: Arc<StoredHead>,
-    body: Bytes,
+enum WriteJob {
+    /// Write a complete entry.
+    Store { key: CacheKey, head: Arc<StoredHead>, body: Bytes },
+    /// Remove an entry, after every write queued before it; `done` reports completion.
+    Remove { hash: key::KeyHash, done: tokio::sync::oneshot::Sender<()> },
 }
 
 /// A URL's Vary marker: the generation its variants are stored under and the fields that
@@ -131,7 +132,15 @@ fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc:
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(WRITE_QUEUE);
     std::thread::Builder::new().name("cache-writer".into()).spawn(move || {
         while let Some(job) = rx.blocking_recv() {
-            let _ = disk.write_whole(&job.key, &job.head, &job.body);
+            match job {
+                WriteJob::Store { key, head, body } => {
+                    let _ = disk.write_whole(&key, &head, &body);
+                }
+                WriteJob::Remove { hash, done } => {
+                    disk.remove(&hash);
+                    let _ = done.send(());
+                }
+            }
         }
     })?;
     Ok(tx)
@@ -287,7 +296,7 @@ impl Cache {
     pub async fn store_complete(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
         self.insert_memory(key, head.clone(), body.clone());
         if let (Some(tx), Some(disk)) = (&self.writes, &self.disk) {
-            if tx.try_send(WriteJob { key: key.clone(), head, body }).is_err() {
+            if tx.try_send(WriteJob::Store { key: key.clone(), head, body }).is_err() {
                 disk.stats().writes_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
@@ -324,10 +333,20 @@ impl Cache {
     }
 
     /// Drops a key from every tier.
+    /// The removal goes through the disk writer's queue, behind any write of the same entry
+    /// still pending, and returns once it is done: an invalidated entry cannot reappear.
     pub async fn remove(&self, key: &CacheKey) {
         self.memory.remove(key.hash());
+        let hash = *key.hash();
+        if let Some(tx) = &self.writes {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            if tx.send(WriteJob::Remove { hash, done }).await.is_ok() {
+                let _ = finished.await;
+                self.memory.remove(&hash);
+                return;
+            }
+        }
         if let Some(disk) = self.disk.clone() {
-            let hash = *key.hash();
             let _ = tokio::task::spawn_blocking(move || disk.remove(&hash)).await;
         }
     }
