@@ -71,18 +71,8 @@ fn since(later: SystemTime, earlier: SystemTime) -> Duration {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{test_headers, MAX_DELTA_SECONDS};
+    use super::super::{test_headers, test_time as t, MAX_DELTA_SECONDS};
     use super::*;
-    use std::time::UNIX_EPOCH;
-
-    fn t(offset: i64) -> SystemTime {
-        let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        if offset >= 0 {
-            base + Duration::from_secs(offset.unsigned_abs())
-        } else {
-            base - Duration::from_secs(offset.unsigned_abs())
-        }
-    }
 
     #[test]
     fn from_response_table() {

@@ -111,18 +111,8 @@ fn expires_lifetime(resp_headers: &HeaderMap, response_time: SystemTime) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_headers;
+    use super::super::{test_headers, test_time as t};
     use super::*;
-    use std::time::UNIX_EPOCH;
-
-    fn t(offset: i64) -> SystemTime {
-        let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        if offset >= 0 {
-            base + Duration::from_secs(offset.unsigned_abs())
-        } else {
-            base - Duration::from_secs(offset.unsigned_abs())
-        }
-    }
 
     fn date(offset: i64) -> String {
         httpdate::fmt_http_date(t(offset))

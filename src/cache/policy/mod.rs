@@ -162,6 +162,17 @@ fn split_list(line: &str) -> Vec<&str> {
     out.into_iter().map(|m| m.trim_matches([' ', '\t'])).filter(|m| !m.is_empty()).collect()
 }
 
+/// A fixed instant `offset` seconds from an arbitrary base, for tests.
+#[cfg(test)]
+fn test_time(offset: i64) -> SystemTime {
+    let base = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    if offset >= 0 {
+        base + Duration::from_secs(offset.unsigned_abs())
+    } else {
+        base - Duration::from_secs(offset.unsigned_abs())
+    }
+}
+
 #[cfg(test)]
 fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
