@@ -131,6 +131,10 @@ impl DiskStore {
         for leftover in fs::read_dir(&tmp_dir)?.flatten() {
             let _ = fs::remove_file(leftover.path());
         }
+        // All 256 shard directories up front, so committing an entry is a single rename.
+        for shard in 0..=255u8 {
+            fs::create_dir_all(dir.join(format!("{shard:02x}")))?;
+        }
         let dir = Arc::new(dir.to_path_buf());
         let stats = Arc::new(DiskStats::default());
         let lifecycle = DeleteEvicted { dir: dir.clone(), stats: stats.clone() };
@@ -421,10 +425,16 @@ impl EntryWriter {
         let trailer = codec::encode_trailer(self.written, self.crc.clone().finalize());
         self.file.write_all_at(&trailer, self.body_offset + self.written)?;
         let path = entry_path(&self.store.dir, &self.hash);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+        // The shard directories exist from `open`; one removed by hand is made again.
+        if let Err(e) = fs::rename(&self.tmp_path, &path) {
+            match path.parent() {
+                Some(parent) if e.kind() == ErrorKind::NotFound && !parent.exists() => {
+                    fs::create_dir_all(parent)?;
+                    fs::rename(&self.tmp_path, &path)?;
+                }
+                _ => return Err(e),
+            }
         }
-        fs::rename(&self.tmp_path, &path)?;
         self.done = true;
         let size = self.body_offset + self.written + TRAILER_LEN;
         self.store.index.insert_with_lifecycle(self.hash, size, &mut Some(self.hash));
