@@ -182,20 +182,6 @@ fn listing(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Polls `cond` every 10 ms until it holds or `within` passes.
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 async fn wait_log(proxy: &ProxyProcess, needle: &str, within: Duration) -> bool {
     eventually(within, || proxy.log().iter().any(|l| l.contains(needle))).await
 }

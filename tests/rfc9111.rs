@@ -170,20 +170,6 @@ fn cache_status_ttl(got: &Got) -> Option<i64> {
     cs[at + 4..].split(';').next()?.trim().parse().ok()
 }
 
-/// Polls `cond` every 10 ms until it holds or `within` passes.
-async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Table rows: a path, how the origin answers it, and a script of steps.
 

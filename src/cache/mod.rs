@@ -342,7 +342,6 @@ impl Cache {
             let (done, finished) = tokio::sync::oneshot::channel();
             if tx.send(WriteJob::Remove { hash, done }).await.is_ok() {
                 let _ = finished.await;
-                self.memory.remove(&hash);
                 return;
             }
         }

@@ -9,6 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
+use super::assess::Assessed;
 use super::body::ProxyBody;
 use super::fetch::Fetch;
 use super::reply::{CacheResult, CacheStatus, Reply};
@@ -138,34 +139,31 @@ impl Proxy {
         // request's own directives would not accept.
         let mut reason = if marker.is_some() && hit.is_none() { "vary-miss" } else { "uri-miss" };
         let stale = match hit {
-            Some(hit) => match self.reuse(req_cc, &hit) {
-                Reuse::Fresh => {
-                    return Some((
-                        self.serve(ask, &cache, &key, hit, CacheResult::Hit, None),
-                        CacheResult::Hit,
-                    ))
+            // One assessment (age, lifetime, directives) decides and then labels the answer.
+            Some(hit) => {
+                let a = self.settings.assess(&hit.head, SystemTime::now());
+                match policy::reuse_decision(req_cc, &a.directives, &a.lifetime, a.age) {
+                    Reuse::Fresh => {
+                        let resp = self.serve_assessed(ask, &cache, &key, hit, CacheResult::Hit, None, &a);
+                        return Some((resp, CacheResult::Hit));
+                    }
+                    Reuse::ServeStale => {
+                        let resp = self.serve_assessed(ask, &cache, &key, hit, CacheResult::Stale, None, &a);
+                        return Some((resp, CacheResult::Stale));
+                    }
+                    Reuse::ServeStaleWhileRevalidate => {
+                        self.refresh_in_background(&cache, &primary, &key, marker, ask);
+                        let resp = self.serve_assessed(ask, &cache, &key, hit, CacheResult::Stale, None, &a);
+                        return Some((resp, CacheResult::Stale));
+                    }
+                    Reuse::Revalidate => {
+                        // Fresh, and not no-cache itself: only the request's directives refused it.
+                        let usable = a.lifetime.is_fresh(a.age) && !a.directives.no_cache;
+                        reason = if usable { "request" } else { "stale" };
+                        Some(hit)
+                    }
                 }
-                Reuse::ServeStale => {
-                    return Some((
-                        self.serve(ask, &cache, &key, hit, CacheResult::Stale, None),
-                        CacheResult::Stale,
-                    ))
-                }
-                Reuse::ServeStaleWhileRevalidate => {
-                    self.refresh_in_background(&cache, &primary, &key, marker, ask);
-                    return Some((
-                        self.serve(ask, &cache, &key, hit, CacheResult::Stale, None),
-                        CacheResult::Stale,
-                    ));
-                }
-                Reuse::Revalidate => {
-                    let a = self.settings.assess(&hit.head, SystemTime::now());
-                    // Fresh, and not no-cache itself: only the request's directives refused it.
-                    let usable = a.lifetime.is_fresh(a.age) && !a.directives.no_cache;
-                    reason = if usable { "request" } else { "stale" };
-                    Some(hit)
-                }
-            },
+            }
             None => None,
         };
         if req_cc.only_if_cached {
@@ -182,11 +180,6 @@ impl Proxy {
         }
     }
 
-    fn reuse(&self, req_cc: &CacheControl, hit: &CachedResponse) -> Reuse {
-        let a = self.settings.assess(&hit.head, SystemTime::now());
-        policy::reuse_decision(req_cc, &a.directives, &a.lifetime, a.age)
-    }
-
     /// Serves a stored response.
     pub(super) fn serve(
         &self,
@@ -198,6 +191,21 @@ impl Proxy {
         forwarded: Option<Forwarded>,
     ) -> Response<ProxyBody> {
         let assessed = self.settings.assess(&hit.head, SystemTime::now());
+        self.serve_assessed(ask, cache, key, hit, result, forwarded, &assessed)
+    }
+
+    /// Serves a stored response already assessed by the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_assessed(
+        &self,
+        ask: &Ask,
+        cache: &Arc<Cache>,
+        key: &CacheKey,
+        hit: CachedResponse,
+        result: CacheResult,
+        forwarded: Option<Forwarded>,
+        assessed: &Assessed,
+    ) -> Response<ProxyBody> {
         let (age, ttl) = (assessed.age, assessed.ttl());
         let reply = Reply {
             method: &ask.method,

@@ -13,3 +13,18 @@ pub use proxy::ProxyBuilder;
 pub fn last_modified() -> String {
     httpdate::fmt_http_date(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
 }
+
+/// Polls `cond` every 10 ms until it holds or `within` passes (a bounded wait on a condition,
+/// not a sleep used as synchronisation).
+pub async fn eventually(within: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
