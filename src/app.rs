@@ -112,26 +112,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--origin-port: cannot listen on 127.0.0.1:{}", args.origin_port))?;
     let origin_port = origin.local_addr()?.port();
     tokio::spawn(demo::origin::serve(origin, Arc::new(site)));
-    let proxy_args = RunArgs {
-        stale_time: Some(args.stale_time),
-        port: args.port,
-        upstream_port: origin_port,
-        host: [127, 0, 0, 1].into(),
-        cache_dir: args.cache_dir,
-        verbose: args.verbose,
-        cache_size: 1 << 30,
-        memory_size: 256 << 20,
-        max_object_size: 128 << 20,
-        log_format: crate::cli::LogFormat::Text,
-        force_ttl: false,
-        connect_timeout: std::time::Duration::from_secs(10),
-        upstream_timeout: std::time::Duration::from_secs(30),
-        shutdown_grace: std::time::Duration::from_secs(5),
-        cache_name: "httpcache-proxy".into(),
-        targeted_cache_control: crate::config::FieldName(Some(http::HeaderName::from_static(
-            "cdn-cache-control",
-        ))),
-    };
+    let proxy_args = demo_run_args(&args, origin_port)?;
     let listener = bind(&proxy_args).await?;
     let port = listener.local_addr()?.port();
     println!(
@@ -139,6 +120,29 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
          in a browser, then reload to see every image served from the cache (Ctrl-C stops)"
     );
     serve(proxy_args, listener).await
+}
+
+/// The proxy settings of the demo: every flag at its default but those the demo sets, so a new
+/// flag needs no change here.
+fn demo_run_args(args: &DemoArgs, origin_port: u16) -> anyhow::Result<RunArgs> {
+    let mut argv: Vec<std::ffi::OsString> =
+        vec!["httpcache-proxy".into(), args.stale_time.to_string().into()];
+    for (flag, value) in [
+        ("--port", args.port.to_string()),
+        ("--upstream-port", origin_port.to_string()),
+        ("--host", "127.0.0.1".to_string()),
+        ("--shutdown-grace", "5s".to_string()),
+    ] {
+        argv.push(flag.into());
+        argv.push(value.into());
+    }
+    argv.push("--cache-dir".into());
+    argv.push(args.cache_dir.clone().into());
+    if args.verbose {
+        argv.push("--verbose".into());
+    }
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv)?;
+    Ok(cli.run)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
