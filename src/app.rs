@@ -11,7 +11,9 @@ use crate::cache::policy::PolicyConfig;
 use crate::cache::{Cache, CacheLimits};
 use crate::cli::{DemoArgs, RunArgs};
 use crate::demo;
-use crate::proxy::upstream::{Timeouts, Upstream};
+use crate::proxy::route::Routing;
+use crate::proxy::tunnel::TunnelSettings;
+use crate::proxy::upstream::{Timeouts, Upstream, UpstreamSettings};
 use crate::proxy::{Proxy, ProxySettings};
 use crate::server::{self, ServerSettings};
 
@@ -32,8 +34,8 @@ pub fn validate(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the proxy described by `args`.
-pub fn build_proxy(args: &RunArgs) -> anyhow::Result<Arc<Proxy>> {
+/// Builds the proxy described by `args`, listening on `listen_port`.
+pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy>> {
     let stale_time = args.stale_time.unwrap_or(0);
     let cache = if stale_time == 0 {
         None
@@ -48,7 +50,18 @@ pub fn build_proxy(args: &RunArgs) -> anyhow::Result<Arc<Proxy>> {
         })?;
         Some(Arc::new(cache))
     };
-    let upstream = Upstream::new(Timeouts { connect: args.connect_timeout, read: args.upstream_timeout });
+    let m = &args.modes;
+    let upstream = Upstream::new(&UpstreamSettings {
+        timeouts: Timeouts {
+            connect: args.connect_timeout,
+            first_byte: args.upstream_timeout,
+            idle: m.upstream_idle_timeout,
+        },
+        max_idle_per_host: m.pool_max_idle_per_host,
+        pool_idle_timeout: m.pool_idle_timeout,
+        extra_ca: m.upstream_ca.clone(),
+    })?;
+    let via_name = via_name(listen_port);
     let settings = ProxySettings {
         upstream_port: args.upstream_port,
         policy: PolicyConfig {
@@ -58,8 +71,36 @@ pub fn build_proxy(args: &RunArgs) -> anyhow::Result<Arc<Proxy>> {
         },
         cache_name: args.cache_name.clone(),
         targeted_cache_control: args.targeted_cache_control.0.clone(),
+        routing: Routing {
+            upstream_port: args.upstream_port,
+            origins: m.origin.clone(),
+            preserve_host: m.preserve_host,
+            embedded: m.origin.is_empty() || m.embedded_host,
+            forward: !m.no_forward,
+        },
+        tunnel: TunnelSettings {
+            enabled: !m.no_connect,
+            ports: m.connect_ports.clone(),
+            connect_timeout: args.connect_timeout,
+            idle_timeout: m.connect_idle_timeout,
+        },
+        via: http::HeaderValue::from_str(&format!("1.1 {via_name} (httpcache-proxy)"))
+            .context("the host name is not usable in Via")?,
+        via_name,
     };
     Ok(Arc::new(Proxy::new(cache, upstream, settings)))
+}
+
+/// This proxy's received-by name in `Via`: `<host name>:<port>`, unique per listener, so a
+/// request that comes back to the same proxy is recognised as a loop.
+fn via_name(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+        .unwrap_or_else(|| "httpcache-proxy".into());
+    format!("{host}:{port}")
 }
 
 /// Runs the proxy until a shutdown signal.
@@ -75,8 +116,13 @@ async fn bind(args: &RunArgs) -> anyhow::Result<TcpListener> {
 }
 
 async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
-    let proxy = build_proxy(&args)?;
     let local = listener.local_addr()?;
+    let proxy = build_proxy(&args, local.port())?;
+    let tls = match (&args.modes.tls_cert, &args.modes.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let stale_time = args.stale_time.unwrap_or(0);
     tracing::info!(
         addr = %local,
@@ -84,7 +130,7 @@ async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
         upstream_port = args.upstream_port,
         cache_dir = %args.cache_dir.display(),
         caching = stale_time > 0,
-        "listening on http://{local}/"
+        "listening on {scheme}://{local}/"
     );
     if !args.host.is_loopback() {
         tracing::warn!(
@@ -92,8 +138,11 @@ async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
             "bound to a non-loopback address: anyone who can reach it can use this proxy"
         );
     }
-    let settings =
-        ServerSettings { header_timeout: std::time::Duration::from_secs(30), grace: args.shutdown_grace };
+    let settings = ServerSettings {
+        header_timeout: std::time::Duration::from_secs(30),
+        grace: args.shutdown_grace,
+        tls,
+    };
     server::serve(listener, proxy, settings, shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())

@@ -3,10 +3,12 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{parse_duration, parse_field_name, parse_size, FieldName};
+use crate::proxy::route::OriginRule;
 
 /// A fast, standards-correct HTTP caching proxy.
 ///
@@ -108,7 +110,7 @@ pub struct RunArgs {
     /// Upstream connect timeout (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: std::time::Duration,
-    /// Upstream timeout for the response head and between body chunks.
+    /// Upstream timeout for the response head (first byte); see --upstream-idle-timeout.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub upstream_timeout: std::time::Duration,
     /// Grace period for in-flight requests on shutdown.
@@ -121,4 +123,54 @@ pub struct RunArgs {
     /// is not forwarded downstream; "none" disables it.
     #[arg(long, default_value = "CDN-Cache-Control", value_parser = parse_field_name)]
     pub targeted_cache_control: FieldName,
+    /// Forward, reverse and CONNECT modes, TLS and the upstream pool.
+    #[command(flatten)]
+    pub modes: ModeArgs,
+}
+
+/// How clients reach the proxy and how it reaches upstreams (forward, reverse, CONNECT, TLS).
+#[derive(Args, Debug, Clone)]
+pub struct ModeArgs {
+    /// Reverse proxy: send origin-form requests to this origin (http(s)://host[:port]); as
+    /// NAME=URL only requests whose Host is NAME. Repeatable. Turns the /<host>/ scheme off
+    /// unless --embedded-host is given.
+    #[arg(long, value_name = "[NAME=]URL", value_parser = OriginRule::parse)]
+    pub origin: Vec<OriginRule>,
+    /// Reverse proxy: send the client's Host to the origin instead of the origin's name.
+    #[arg(long)]
+    pub preserve_host: bool,
+    /// Keep serving /<host>/<path> URLs for requests no --origin serves.
+    #[arg(long)]
+    pub embedded_host: bool,
+    /// Refuse absolute-form (forward proxy) requests with 403.
+    #[arg(long)]
+    pub no_forward: bool,
+    /// Refuse CONNECT with 403.
+    #[arg(long)]
+    pub no_connect: bool,
+    /// Port CONNECT may reach (repeatable; default 443 only).
+    #[arg(long = "connect-port", value_name = "PORT", default_values_t = [443u16])]
+    pub connect_ports: Vec<u16>,
+    /// A CONNECT tunnel with no bytes either way for this long is closed.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub connect_idle_timeout: Duration,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. ALPN offers h2 and
+    /// http/1.1.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for HTTPS upstreams, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Longest silence between upstream body chunks.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub upstream_idle_timeout: Duration,
+    /// Idle upstream connections kept per host.
+    #[arg(long, default_value_t = 256)]
+    pub pool_max_idle_per_host: usize,
+    /// How long an idle upstream connection is kept for reuse.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub pool_idle_timeout: Duration,
 }

@@ -355,7 +355,7 @@ async fn upstream_stalling_mid_body_times_out_and_is_not_stored() {
     origin.route("/stall", Behaviour::StallAfter { len: LEN, sent: SENT, headers: lm_headers() });
     let dir = tmp();
     let proxy =
-        ProxyBuilder::new(600, origin.port(), dir.path()).arg("--upstream-timeout").arg("500ms").start();
+        ProxyBuilder::new(600, origin.port(), dir.path()).arg("--upstream-idle-timeout").arg("500ms").start();
     let url = proxy.url(origin.port(), "/stall");
 
     for round in 1..=2 {

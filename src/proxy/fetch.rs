@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Either, Empty};
 use hyper::body::Incoming;
 
 use super::body::ProxyBody;
-use super::headers::strip_hop_by_hop;
+use super::headers::{append_via, strip_hop_by_hop};
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
 use super::service::{Ask, FillTarget, Forwarded, Proxy};
@@ -51,7 +51,7 @@ impl<'a> Fetch<'a> {
     }
 
     pub(super) fn target_name(&self) -> String {
-        format!("{}:{}", self.ask.target.host, self.ask.target.port)
+        self.ask.target.name()
     }
 
     pub(super) fn request(
@@ -62,13 +62,13 @@ impl<'a> Fetch<'a> {
     ) -> Request<UpstreamBody> {
         strip_hop_by_hop(&mut headers);
         let t = &self.ask.target;
-        if let Ok(host) = HeaderValue::from_str(&t.authority()) {
+        if let Ok(host) = HeaderValue::from_str(&t.host_field()) {
             headers.insert(header::HOST, host);
         }
+        append_via(&mut headers, &self.proxy.settings.via);
         let mut req = Request::new(body);
         *req.method_mut() = method;
-        *req.uri_mut() =
-            format!("http://{}:{}{}", t.host, t.port, t.path_and_query).parse().unwrap_or_default();
+        *req.uri_mut() = t.uri().parse().unwrap_or_default();
         *req.headers_mut() = headers;
         req
     }
@@ -275,7 +275,7 @@ impl<'a> Fetch<'a> {
             head: head.clone(),
             expected_len,
             max_object: cache.limits().max_object,
-            idle: self.proxy.upstream.timeouts().read,
+            idle: self.proxy.upstream.timeouts().idle,
         };
         let inline = expected_len.is_some_and(|n| n <= INLINE_BODY_MAX);
         let reply = Reply {

@@ -38,6 +38,46 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+/// The received-by names in every `Via` field (RFC 9110 §7.6.3): `1.1 name (comment)`.
+pub fn via_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|hop| hop.split_whitespace().nth(1))
+}
+
+/// Appends this proxy's hop to `Via`.
+pub fn append_via(headers: &mut HeaderMap, via: &HeaderValue) {
+    headers.append(header::VIA, via.clone());
+}
+
+/// The request fields a reverse proxy adds so the origin knows who asked (RFC 7239 and the
+/// de-facto `X-Forwarded-*`): the client's address is appended to any list already there.
+pub fn add_forwarding(headers: &mut HeaderMap, client: std::net::IpAddr, tls: bool, host: Option<&str>) {
+    static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+    static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    let proto = if tls { "https" } else { "http" };
+    let prior: Vec<&str> = headers.get_all(&XFF).iter().filter_map(|v| v.to_str().ok()).collect();
+    let xff = if prior.is_empty() { client.to_string() } else { format!("{}, {client}", prior.join(", ")) };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(XFF.clone(), v);
+    }
+    headers.insert(XFP.clone(), HeaderValue::from_static(if tls { "https" } else { "http" }));
+    let node = match client {
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("\"[{ip}]\""),
+    };
+    let mut forwarded = format!("for={node};proto={proto}");
+    if let Some(h) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')) {
+        forwarded.push_str(&format!(";host=\"{h}\""));
+    }
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.append(header::FORWARDED, v);
+    }
+}
+
 /// A header value from a number.
 pub fn number(n: u64) -> HeaderValue {
     HeaderValue::from(n)
@@ -59,5 +99,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn via_names_are_the_received_by_tokens() {
+        let mut h = HeaderMap::new();
+        h.append("via", HeaderValue::from_static("1.0 fred, 1.1 p.example.com:8888 (httpcache-proxy)"));
+        h.append("via", HeaderValue::from_static("HTTP/2 nowhere"));
+        let names: Vec<&str> = via_names(&h).collect();
+        assert_eq!(names, ["fred", "p.example.com:8888", "nowhere"]);
+    }
+
+    #[test]
+    fn forwarding_fields_append_the_client() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        add_forwarding(&mut h, "192.0.2.7".parse().unwrap(), false, Some("site.test"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http;host=\"site.test\"");
+        let mut h = HeaderMap::new();
+        add_forwarding(&mut h, "::1".parse().unwrap(), true, None);
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
     }
 }

@@ -1,4 +1,5 @@
-//! The proxy: routing, the request pipeline, the upstream client and response building.
+//! The proxy: routing, the request pipeline, the upstream client, CONNECT tunnels and
+//! response building.
 
 mod assess;
 pub mod body;
@@ -10,6 +11,7 @@ pub mod reply;
 pub mod respond;
 pub mod route;
 pub mod service;
+pub mod tunnel;
 pub mod upstream;
 
-pub use service::{Proxy, ProxySettings};
+pub use service::{ClientInfo, Proxy, ProxySettings};

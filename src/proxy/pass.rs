@@ -14,7 +14,6 @@ use super::fetch::{content_length, Answer, Fetch, INLINE_BODY_MAX};
 use super::headers::{strip_hop_by_hop, CACHE_STATUS, X_CACHE};
 use super::reply::{CacheResult, CacheStatus};
 use super::respond;
-use crate::cache::key::CacheKey;
 use crate::cache::meta::StoredHead;
 
 impl Fetch<'_> {
@@ -61,7 +60,7 @@ impl Fetch<'_> {
             || *status == StatusCode::NOT_MODIFIED;
         match content_length(headers) {
             Some(len) if len <= INLINE_BODY_MAX && !bodiless => {
-                read_small(incoming, len, self.proxy.upstream.timeouts().read).await.map(ProxyBody::full)
+                read_small(incoming, len, self.proxy.upstream.timeouts().idle).await.map(ProxyBody::full)
             }
             _ => Ok(ProxyBody::Upstream(incoming)),
         }
@@ -77,14 +76,14 @@ impl Fetch<'_> {
             return;
         }
         let t = &self.ask.target;
-        cache.remove(&CacheKey::new("http", &t.host, t.port, &t.path_and_query)).await;
+        cache.remove(&t.key()).await;
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(path) =
                 headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|v| same_origin_path(t, v))
             else {
                 continue;
             };
-            cache.remove(&CacheKey::new("http", &t.host, t.port, &path)).await;
+            cache.remove(&t.key_for(&path)).await;
         }
     }
 
@@ -152,7 +151,8 @@ async fn read_small(mut incoming: Incoming, len: u64, idle: std::time::Duration)
 }
 
 /// The path of `reference` if it names the same origin as `target` (RFC 9111 §4.4): an
-/// absolute path, or an absolute `http://` URI with the same host and port.
+/// absolute or relative path, or an absolute URI with the same scheme, host and port as the
+/// target's cache key.
 fn same_origin_path(target: &super::route::Target, reference: &str) -> Option<String> {
     if reference.starts_with('/') && !reference.starts_with("//") {
         return Some(remove_dot_segments(reference));
@@ -167,12 +167,15 @@ fn same_origin_path(target: &super::route::Target, reference: &str) -> Option<St
         return Some(remove_dot_segments(&format!("{base}{reference}")));
     }
     let uri: http::Uri = reference.parse().ok()?;
-    if uri.scheme_str() != Some("http") {
-        return None;
-    }
+    let default_port = match uri.scheme_str()? {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
     let host = uri.host()?.to_ascii_lowercase();
-    let port = uri.port_u16().unwrap_or(80);
-    (host == target.host && port == target.port)
+    let port = uri.port_u16().unwrap_or(default_port);
+    let origin = format!("{}://{host}:{port}", uri.scheme_str()?);
+    (origin == target.key_origin())
         .then(|| uri.path_and_query().map_or("/".to_string(), |p| p.as_str().to_string()))
 }
 
@@ -212,11 +215,23 @@ fn remove_dot_segments(path_and_query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::route::Target;
+    use crate::proxy::route::{Scheme, Target};
+
+    fn target(pq: &str) -> Target {
+        let (host, port) = ("h".into(), 8080);
+        Target {
+            scheme: Scheme::Http,
+            host,
+            port,
+            path_and_query: pq.into(),
+            host_header: None,
+            public_origin: None,
+        }
+    }
 
     #[test]
     fn s4_4_same_origin_references_only() {
-        let t = Target { host: "h".into(), port: 8080, path_and_query: "/x".into() };
+        let t = target("/x");
         assert_eq!(same_origin_path(&t, "/a?b"), Some("/a?b".into()));
         assert_eq!(same_origin_path(&t, "http://h:8080/a"), Some("/a".into()));
         assert_eq!(same_origin_path(&t, "http://H:8080/a"), Some("/a".into()));
@@ -225,7 +240,7 @@ mod tests {
         assert_eq!(same_origin_path(&t, "https://h:8080/a"), None);
         assert_eq!(same_origin_path(&t, "//h:8080/a"), None);
         assert_eq!(same_origin_path(&t, "relative"), Some("/relative".into()));
-        let deep = Target { host: "h".into(), port: 8080, path_and_query: "/a/b/c?q".into() };
+        let deep = target("/a/b/c?q");
         assert_eq!(same_origin_path(&deep, "d"), Some("/a/b/d".into()));
         assert_eq!(same_origin_path(&deep, "../d?x"), Some("/a/d?x".into()));
         assert_eq!(same_origin_path(&deep, "./"), Some("/a/b/".into()));

@@ -36,6 +36,8 @@ pub enum CacheResult {
     Pass,
     /// Answered by the proxy itself (usage page, error).
     Local,
+    /// A CONNECT tunnel: bytes relayed, nothing cached.
+    Tunnel,
 }
 
 impl CacheResult {
@@ -49,6 +51,7 @@ impl CacheResult {
             CacheResult::Collapsed => "COLLAPSED",
             CacheResult::Pass => "PASS",
             CacheResult::Local => "LOCAL",
+            CacheResult::Tunnel => "TUNNEL",
         }
     }
 

@@ -12,9 +12,11 @@ use tokio::sync::watch;
 use super::assess::Assessed;
 use super::body::ProxyBody;
 use super::fetch::Fetch;
+use super::headers;
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
-use super::route::{route, Route, Target};
+use super::route::{route_request, Mode, Route, Routing, Target};
+use super::tunnel::{self, TunnelSettings};
 use super::upstream::Upstream;
 use crate::cache::coalesce::{Joined, Phase};
 use crate::cache::fill::Fill;
@@ -33,6 +35,23 @@ pub struct ProxySettings {
     pub cache_name: String,
     /// The targeted cache-control field this cache obeys over `Cache-Control` (RFC 9213).
     pub targeted_cache_control: Option<http::HeaderName>,
+    /// Which modes are on and where reverse-proxied requests go.
+    pub routing: Routing,
+    /// CONNECT settings.
+    pub tunnel: TunnelSettings,
+    /// This proxy's received-by name in `Via`: a request that already names it is a loop.
+    pub via_name: String,
+    /// The `Via` hop this proxy appends: `1.1 <via_name> (httpcache-proxy)`.
+    pub via: http::HeaderValue,
+}
+
+/// Who sent a request: the server puts this in each request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientInfo {
+    /// The peer address.
+    pub addr: std::net::SocketAddr,
+    /// Whether the connection is HTTPS.
+    pub tls: bool,
 }
 
 /// The proxy: shared by every connection.
@@ -65,7 +84,10 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let (resp, result) = self.dispatch(req).await;
+        let (mut resp, result, mode) = self.dispatch(req).await;
+        if !matches!(result, CacheResult::Local | CacheResult::Tunnel) {
+            headers::append_via(resp.headers_mut(), &self.settings.via);
+        }
         let bytes = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -74,6 +96,7 @@ impl Proxy {
         tracing::info!(
             method = %method,
             target = %uri,
+            mode = mode.as_str(),
             status = resp.status().as_u16(),
             cache = result.as_str(),
             bytes,
@@ -83,22 +106,57 @@ impl Proxy {
         resp
     }
 
-    async fn dispatch(self: &Arc<Self>, req: Request<Incoming>) -> (Response<ProxyBody>, CacheResult) {
-        if req.method() == Method::CONNECT || req.uri().scheme().is_some() {
-            let msg = "this proxy serves /<host>/<path> URLs; forward-proxy requests are not supported";
-            return (respond::error(StatusCode::NOT_IMPLEMENTED, msg), CacheResult::Local);
+    async fn dispatch(self: &Arc<Self>, req: Request<Incoming>) -> (Response<ProxyBody>, CacheResult, Mode) {
+        let local = |status, msg: &str| (respond::error(status, msg), CacheResult::Local);
+        let mode_of = |req: &Request<Incoming>| {
+            if req.method() == Method::CONNECT {
+                Mode::Connect
+            } else if req.uri().scheme().is_some() && req.version() != http::Version::HTTP_2 {
+                Mode::Forward
+            } else {
+                Mode::Embedded
+            }
+        };
+        if headers::via_names(req.headers()).any(|name| name == self.settings.via_name) {
+            let msg = format!("loop: this request already passed through {}", self.settings.via_name);
+            let (resp, result) = local(StatusCode::LOOP_DETECTED, &msg);
+            return (resp, result, mode_of(&req));
         }
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let target = match route(pq, self.settings.upstream_port) {
-            Route::Home => return (respond::home_page(), CacheResult::Local),
-            Route::AddSlash(loc) => return (respond::redirect(&loc), CacheResult::Local),
+        if req.method() == Method::CONNECT {
+            return (tunnel::open(&self.settings.tunnel, req).await, CacheResult::Tunnel, Mode::Connect);
+        }
+        let client = req.extensions().get::<ClientInfo>().copied();
+        let tls = client.is_some_and(|c| c.tls);
+        let host_field = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
+        let (mode, routed) =
+            route_request(req.method(), req.version(), req.uri(), host_field, tls, &self.settings.routing);
+        let target = match routed {
+            Route::Home => return (respond::home_page(), CacheResult::Local, mode),
+            Route::AddSlash(loc) => return (respond::redirect(&loc), CacheResult::Local, mode),
             Route::Invalid(msg) => {
-                return (respond::error(StatusCode::BAD_REQUEST, &msg), CacheResult::Local)
+                let (resp, result) = local(StatusCode::BAD_REQUEST, &msg);
+                return (resp, result, mode);
+            }
+            Route::Refused(status, msg) => {
+                let (resp, result) = local(status, &msg);
+                return (resp, result, mode);
             }
             Route::Target(t) => t,
         };
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        if mode == Mode::Reverse {
+            let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            if let Some(c) = client {
+                headers::add_forwarding(&mut parts.headers, c.addr.ip(), c.tls, host.as_deref());
+            }
+        }
         let ask = Ask { method: parts.method, headers: parts.headers, target };
+        let (resp, result) = self.route_to(ask, body).await;
+        (resp, result, mode)
+    }
+
+    /// Serves a routed request: from the cache for GET and HEAD when caching is on.
+    async fn route_to(self: &Arc<Self>, ask: Ask, body: Incoming) -> (Response<ProxyBody>, CacheResult) {
         let cache = match &self.cache {
             Some(c) if ask.method == Method::GET || ask.method == Method::HEAD => c.clone(),
             _ => return Fetch::new(self, &ask).pass(Some(body), "bypass").await,
@@ -108,8 +166,7 @@ impl Proxy {
 
     /// GET and HEAD with caching enabled.
     async fn cached(self: &Arc<Self>, cache: Arc<Cache>, ask: Ask) -> (Response<ProxyBody>, CacheResult) {
-        let t = &ask.target;
-        let primary = CacheKey::new("http", &t.host, t.port, &t.path_and_query);
+        let primary = ask.target.key();
         let req_cc = CacheControl::parse_request(&ask.headers);
         if req_cc.no_store {
             return Fetch::new(self, &ask).pass(None, "request").await;

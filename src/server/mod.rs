@@ -1,28 +1,37 @@
-//! The listener: accepts connections, serves HTTP/1.1 with keep-alive on each, and on
-//! shutdown stops accepting, lets in-flight requests finish within a grace period, and
-//! closes idle keep-alive connections.
+//! The listener: accepts connections (terminating TLS when configured), serves HTTP/1.1 with
+//! keep-alive and upgrades (CONNECT), and HTTP/2 (ALPN over TLS, or prior knowledge on
+//! cleartext). On shutdown it stops accepting, lets in-flight requests finish within a grace
+//! period, and closes idle keep-alive connections.
+
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
-use crate::proxy::Proxy;
+use crate::proxy::{ClientInfo, Proxy};
 
 /// Settings of the listener.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct ServerSettings {
-    /// Longest wait for a request head on a connection (slowloris guard).
+    /// Longest wait for a request head on a connection (slowloris guard); also bounds the TLS
+    /// handshake.
     pub header_timeout: Duration,
     /// How long in-flight requests may run on after a shutdown signal.
     pub grace: Duration,
+    /// Terminate TLS with this acceptor (HTTPS listener).
+    pub tls: Option<TlsAcceptor>,
 }
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains.
@@ -34,6 +43,7 @@ pub async fn serve(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
+    let builder = Arc::new(http_builder(&settings));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -49,30 +59,19 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let mut stop = stop_rx.clone();
-                let open = open.clone();
+                let (proxy, builder, stop, open) = (proxy.clone(), builder.clone(), stop_rx.clone(), open.clone());
+                let (tls, handshake_timeout) = (settings.tls.clone(), settings.header_timeout);
                 open.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        async move { Ok::<_, Infallible>(proxy.handle(req).await) }
-                    });
-                    let conn = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(settings.header_timeout)
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(conn);
-                    let result = tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = stopped(&mut stop) => {
-                            conn.as_mut().graceful_shutdown();
-                            conn.as_mut().await
+                    match tls {
+                        None => connection(stream, peer, false, proxy, &builder, stop).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => connection(stream, peer, true, proxy, &builder, stop).await,
+                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                            }
                         }
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                     open.fetch_sub(1, Ordering::Relaxed);
                 });
@@ -90,6 +89,45 @@ pub async fn serve(
     let left = open.load(Ordering::Relaxed);
     if left > 0 {
         tracing::warn!(connections = left, "grace period over: closing remaining connections");
+    }
+}
+
+/// HTTP/1.1 (keep-alive, header deadline) and HTTP/2, chosen by the client's first bytes.
+fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_timeout).keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+/// Serves one connection until it closes or the stop flag asks it to finish.
+async fn connection<I>(
+    io: I,
+    peer: SocketAddr,
+    tls: bool,
+    proxy: Arc<Proxy>,
+    builder: &auto::Builder<TokioExecutor>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = ClientInfo { addr: peer, tls };
+    let service = service_fn(move |mut req| {
+        let proxy = proxy.clone();
+        req.extensions_mut().insert(client);
+        async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
 }
 

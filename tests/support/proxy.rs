@@ -61,8 +61,8 @@ impl ProxyBuilder {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // "listening on http://127.0.0.1:PORT/" in text and JSON logs alike.
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                // "listening on http(s)://127.0.0.1:PORT/" in text and JSON logs alike.
+                if let Some(rest) = line.split("listening on ").nth(1).and_then(|r| r.split("://").nth(1)) {
                     let authority = rest.split('/').next().unwrap_or_default();
                     if let Some(port) = authority.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
                         let _ = tx.send(port);

@@ -1,0 +1,206 @@
+//! The outbound HTTP client: pooled keep-alive connections over plain TCP or TLS, deadlines on
+//! connect, on the response head and between body chunks, one retry of an idempotent request
+//! whose reused connection the upstream had closed, and errors classified into 502 and 504.
+
+mod tls;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{Either, Empty};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+pub use tls::{client_config, TlsSetupError};
+
+/// The body of an upstream request: empty (GET, revalidation) or the client's own.
+pub type UpstreamBody = Either<Empty<Bytes>, Incoming>;
+
+/// Deadlines for upstream exchanges.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// TCP connect and TLS handshake.
+    pub connect: Duration,
+    /// From sending the request to the response head (first byte).
+    pub first_byte: Duration,
+    /// Longest silence between body chunks.
+    pub idle: Duration,
+}
+
+/// Settings of the upstream client.
+#[derive(Clone, Debug)]
+pub struct UpstreamSettings {
+    /// Deadlines.
+    pub timeouts: Timeouts,
+    /// Idle connections kept per upstream host.
+    pub max_idle_per_host: usize,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Extra trusted CA certificates (PEM) for HTTPS upstreams.
+    pub extra_ca: Option<PathBuf>,
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// Could not connect (refused, unreachable, DNS failure, TLS handshake or certificate).
+    #[error("cannot connect to {target}: {reason}")]
+    Connect {
+        /// `host:port`.
+        target: String,
+        /// The underlying cause.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("{target} did not answer within {secs:.1} s")]
+    Timeout {
+        /// `host:port`.
+        target: String,
+        /// The deadline that passed.
+        secs: f64,
+    },
+    /// The connection broke or the answer was not valid HTTP.
+    #[error("bad response from {target}: {reason}")]
+    Protocol {
+        /// `host:port`.
+        target: String,
+        /// The underlying cause.
+        reason: String,
+    },
+}
+
+impl UpstreamError {
+    /// The status to answer the client with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// The pooled client.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    timeouts: Timeouts,
+}
+
+impl Upstream {
+    /// A client with the given settings.
+    pub fn new(settings: &UpstreamSettings) -> Result<Self, TlsSetupError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(settings.timeouts.connect));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = client_config(settings.extra_ca.as_deref())?;
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Ok(Self { client, timeouts: settings.timeouts })
+    }
+
+    /// The configured deadlines.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Sends `req` (whose URI must be absolute) and waits for the response head. A bodiless
+    /// idempotent request that fails because a pooled connection was closed under it is sent
+    /// once more, on a new connection (RFC 9110 §9.2.2).
+    pub async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        target: &str,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let retry = retryable(&req).then(|| copy_head(&req));
+        match self.send_once(req, target).await {
+            Err((e, true)) => match retry {
+                Some(again) => {
+                    tracing::debug!(%target, "pooled connection closed by the upstream: retrying once");
+                    self.send_once(again, target).await.map_err(|(e, _)| e)
+                }
+                None => Err(e),
+            },
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One attempt; the flag says whether the connection closed before any response.
+    async fn send_once(
+        &self,
+        req: Request<UpstreamBody>,
+        target: &str,
+    ) -> Result<Response<Incoming>, (UpstreamError, bool)> {
+        let deadline = self.timeouts.first_byte;
+        match tokio::time::timeout(deadline, self.client.request(req)).await {
+            Err(_) => Err((
+                UpstreamError::Timeout { target: target.to_string(), secs: deadline.as_secs_f64() },
+                false,
+            )),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() => {
+                let reason = root_cause(&e);
+                if reason.contains("timed out") {
+                    let secs = self.timeouts.connect.as_secs_f64();
+                    Err((UpstreamError::Timeout { target: target.to_string(), secs }, false))
+                } else {
+                    Err((UpstreamError::Connect { target: target.to_string(), reason }, false))
+                }
+            }
+            Ok(Err(e)) => {
+                let closed = closed_before_response(&e);
+                Err((UpstreamError::Protocol { target: target.to_string(), reason: root_cause(&e) }, closed))
+            }
+        }
+    }
+}
+
+/// GET, HEAD and OPTIONS without a body can be sent again safely.
+fn retryable(req: &Request<UpstreamBody>) -> bool {
+    matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && matches!(req.body(), Either::Left(_))
+}
+
+fn copy_head(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
+    let mut copy = Request::new(Either::Left(Empty::new()));
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
+}
+
+/// Whether the upstream closed the connection before sending any response: what a reused
+/// keep-alive connection that the upstream had just timed out looks like.
+fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// The innermost error message, which names the actual cause (e.g. "Connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
