@@ -20,6 +20,8 @@ impl Fetch<'_> {
     /// Forwards the request and streams the answer back without storing it. `fwd` is the
     /// Cache-Status reason. Unsafe methods that succeed invalidate the target (§4.4).
     pub(super) async fn pass(&self, body: Option<Incoming>, fwd: &'static str) -> Answer {
+        // An empty client body goes as none, so the request can be retried (see Upstream::send).
+        let body = body.filter(|b| !http_body::Body::is_end_stream(b));
         let body = body.map_or(Either::Left(Empty::new()), Either::Right);
         let req = self.request(self.ask.method.clone(), self.ask.headers.clone(), body);
         let resp = match self.proxy.upstream.send(req, &self.target_name()).await {

@@ -52,3 +52,32 @@ pub async fn raw(port: u16, bytes: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Sends `req` as it is (an absolute-form URI stays absolute-form) on a new HTTP/1.1
+/// connection to `io`, as a client configured with a forward proxy does.
+pub async fn send_on<I>(io: I, req: Request<Empty<Bytes>>) -> Got
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let fut = async {
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await.expect("handshake");
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.expect("request");
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        Got { status: parts.status, headers: parts.headers, body }
+    };
+    tokio::time::timeout(Duration::from_secs(60), fut).await.expect("response within 60 s")
+}
+
+/// GET `url` through the forward proxy on `proxy_port` (absolute-form request).
+pub async fn get_via_proxy(proxy_port: u16, url: &str, headers: &[(&str, &str)]) -> Got {
+    let uri: http::Uri = url.parse().unwrap();
+    let mut req = Request::get(url).header("host", uri.authority().unwrap().as_str());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.unwrap();
+    send_on(stream, req.body(Empty::new()).unwrap()).await
+}

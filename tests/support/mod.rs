@@ -4,6 +4,7 @@
 pub mod client;
 pub mod origin;
 pub mod proxy;
+pub mod tls;
 
 pub use client::{get, raw};
 pub use origin::{owned, pattern, Behaviour, Origin};

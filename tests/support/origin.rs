@@ -70,6 +70,15 @@ pub fn pattern(from: u64, len: u64) -> Vec<u8> {
 impl Origin {
     /// Starts an origin with no routes (every path answers 404).
     pub async fn start() -> Origin {
+        Self::start_with(None).await
+    }
+
+    /// Starts an HTTPS origin with no routes, serving the certificate of `acceptor`.
+    pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> Origin {
+        Self::start_with(Some(acceptor)).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let routes: Arc<Mutex<HashMap<String, Behaviour>>> = Arc::default();
@@ -83,13 +92,23 @@ impl Origin {
                     continue;
                 };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (r, h, q) = (r.clone(), h.clone(), q.clone());
+                let (r, h, q, tls) = (r.clone(), h.clone(), q.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (r, h, q) = (r.clone(), h.clone(), q.clone());
                         async move { Ok::<_, Infallible>(answer(req, &r, &h, &q).await) }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    match tls {
+                        None => {
+                            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ =
+                                    http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });

@@ -47,9 +47,12 @@ impl ProxyBuilder {
 
     /// Starts it and waits until it listens.
     pub fn start(self) -> ProxyProcess {
+        // -v asks for the proxy's debug lines (RUST_LOG would override the flag).
+        let verbose = self.args.iter().any(|a| a == "-v");
+        let level = if verbose { "debug,hyper=info,hyper_util=info" } else { "info" };
         let mut child = Command::new(env!("CARGO_BIN_EXE_httpcache-proxy"))
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
