@@ -9,6 +9,15 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+# System programs the integration tests drive (Debian packages), installed when missing.
+need() { # need <command> <package>
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "== installing $2 (for the tests)"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+need curl curl # tests/modes.rs: a real client through -x and HTTPS_PROXY
+
 echo "== format"
 cargo fmt --all -- --check
 

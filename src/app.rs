@@ -60,6 +60,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         max_idle_per_host: m.pool_max_idle_per_host,
         pool_idle_timeout: m.pool_idle_timeout,
         extra_ca: m.upstream_ca.clone(),
+        max_per_host: m.upstream_max_connections_per_host,
     })?;
     let via_name = via_name(listen_port);
     let settings = ProxySettings {
@@ -103,6 +104,25 @@ fn via_name(port: u16) -> String {
     format!("{host}:{port}")
 }
 
+/// The modes this listener serves, for the start-up log.
+fn mode_summary(m: &crate::cli::ModeArgs) -> String {
+    let mut modes = Vec::new();
+    for rule in &m.origin {
+        let host = rule.for_host.as_deref().unwrap_or("*");
+        modes.push(format!("reverse {host} -> {}://{}", rule.scheme.as_str(), rule.authority()));
+    }
+    if m.origin.is_empty() || m.embedded_host {
+        modes.push("embedded-host".into());
+    }
+    if !m.no_forward {
+        modes.push("forward".into());
+    }
+    if !m.no_connect {
+        modes.push(format!("connect to ports {:?}", m.connect_ports));
+    }
+    modes.join(", ")
+}
+
 /// Runs the proxy until a shutdown signal.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     validate(&args)?;
@@ -130,6 +150,7 @@ async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
         upstream_port = args.upstream_port,
         cache_dir = %args.cache_dir.display(),
         caching = stale_time > 0,
+        modes = %mode_summary(&args.modes),
         "listening on {scheme}://{local}/"
     );
     if !args.host.is_loopback() {
@@ -143,7 +164,10 @@ async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
         grace: args.shutdown_grace,
         tls,
     };
-    server::serve(listener, proxy, settings, shutdown_signal()).await;
+    server::serve(listener, proxy.clone(), settings, shutdown_signal()).await;
+    if let Some(cache) = proxy.cache() {
+        cache.flush().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -167,6 +167,10 @@ pub struct ModeArgs {
     /// Longest silence between upstream body chunks.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub upstream_idle_timeout: Duration,
+    /// Upstream connections in use per host at once (0: no limit); a request that finds them
+    /// all busy for --connect-timeout answers 503.
+    #[arg(long, default_value_t = 512)]
+    pub upstream_max_connections_per_host: usize,
     /// Idle upstream connections kept per host.
     #[arg(long, default_value_t = 256)]
     pub pool_max_idle_per_host: usize,

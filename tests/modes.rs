@@ -329,3 +329,87 @@ async fn an_idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert!(proxy.log().iter().any(|l| l.contains("retrying once")), "{:?}", proxy.log());
 }
+
+/// Runs curl with `args` and returns its stdout (a real client configured the usual way).
+async fn curl(args: Vec<String>, env: Vec<(&'static str, String)>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--noproxy", ""])
+            .args(&args)
+            .envs(env)
+            .output()
+            .expect("curl is installed (scripts/test.sh installs it)");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_through_the_proxy_with_x_and_https_proxy() {
+    let pki = TestPki::new();
+    let origin = Origin::start().await;
+    cacheable(&origin, "/curl.txt", "plain via -x");
+    let tls_origin = Origin::start_tls(pki.acceptor(&[b"http/1.1"])).await;
+    tls_origin.ok("/tls.txt", &[], "https via CONNECT");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(600, 80, dir.path())
+        .arg("--connect-port")
+        .arg(&tls_origin.port().to_string())
+        .start();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+
+    let url = format!("http://127.0.0.1:{}/curl.txt", origin.port());
+    for _ in 0..2 {
+        let (ok, out, err) = curl(vec!["-x".into(), proxy_url.clone(), url.clone()], vec![]).await;
+        assert!(ok, "{err}");
+        assert_eq!(out, "plain via -x");
+    }
+    assert_eq!(origin.hits("/curl.txt"), 1, "the second curl was a hit");
+
+    let url = format!("https://localhost:{}/tls.txt", tls_origin.port());
+    let args = vec!["--cacert".into(), pki.ca_pem.display().to_string(), url];
+    let (ok, out, err) = curl(args, vec![("HTTPS_PROXY", proxy_url)]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "https via CONNECT");
+    assert_eq!(tls_origin.hits("/tls.txt"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_connections_per_host_are_capped() {
+    let origin = Origin::start().await;
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    for path in ["/slow1", "/slow2"] {
+        let (first, rest) = (Bytes::from_static(b"first "), Bytes::from_static(b"rest"));
+        origin.route(path, Behaviour::Gated { first, rest, gate: gate.clone(), headers: vec![] });
+    }
+    origin.ok("/quick", &[], "quick");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(0, origin.port(), dir.path())
+        .arg("--upstream-max-connections-per-host")
+        .arg("2")
+        .arg("--connect-timeout")
+        .arg("300ms")
+        .start();
+    let slow: Vec<_> = ["/slow1", "/slow2"]
+        .into_iter()
+        .map(|p| {
+            let url = proxy.url(origin.port(), p);
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    assert!(eventually(Duration::from_secs(10), || origin.hits("/slow1") + origin.hits("/slow2") == 2).await);
+
+    let busy = get(&proxy.url(origin.port(), "/quick"), &[]).await;
+    assert_eq!(busy.status, 503, "{}", String::from_utf8_lossy(&busy.body));
+    assert!(String::from_utf8_lossy(&busy.body).contains("connections"));
+    assert_eq!(origin.hits("/quick"), 0);
+
+    gate.notify_waiters();
+    for task in slow {
+        assert_eq!(&task.await.unwrap().body[..], b"first rest");
+    }
+    let after = get(&proxy.url(origin.port(), "/quick"), &[]).await;
+    assert_eq!((after.status.as_u16(), &after.body[..]), (200, &b"quick"[..]));
+}

@@ -95,6 +95,8 @@ enum WriteJob {
     Store { key: CacheKey, head: Arc<StoredHead>, body: Bytes },
     /// Remove an entry, after every write queued before it; `done` reports completion.
     Remove { hash: key::KeyHash, done: tokio::sync::oneshot::Sender<()> },
+    /// Report once every write queued before it is done.
+    Flush { done: tokio::sync::oneshot::Sender<()> },
 }
 
 /// A URL's Vary marker: the generation its variants are stored under and the fields that
@@ -138,6 +140,9 @@ fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc:
                 }
                 WriteJob::Remove { hash, done } => {
                     disk.remove(&hash);
+                    let _ = done.send(());
+                }
+                WriteJob::Flush { done } => {
                     let _ = done.send(());
                 }
             }
@@ -347,6 +352,17 @@ impl Cache {
         }
         if let Some(disk) = self.disk.clone() {
             let _ = tokio::task::spawn_blocking(move || disk.remove(&hash)).await;
+        }
+    }
+
+    /// Waits until every queued disk write is done: called on shutdown, so a response stored
+    /// just before a restart is there after it.
+    pub async fn flush(&self) {
+        if let Some(tx) = &self.writes {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            if tx.send(WriteJob::Flush { done }).await.is_ok() {
+                let _ = finished.await;
+            }
         }
     }
 

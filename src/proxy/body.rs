@@ -5,9 +5,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::proxy::upstream::UpstreamIncoming;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
 /// Errors end the response early; hyper then closes the connection so the client can never
@@ -22,7 +22,7 @@ pub enum ProxyBody {
     /// A complete body (taken on first poll).
     Full(Option<Bytes>),
     /// The upstream's body, passed through.
-    Upstream(Incoming),
+    Upstream(UpstreamIncoming),
     /// Chunks from a feeder task.
     Channel(mpsc::Receiver<Result<Bytes, BodyError>>),
 }

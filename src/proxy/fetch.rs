@@ -8,14 +8,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Empty};
-use hyper::body::Incoming;
 
 use super::body::ProxyBody;
 use super::headers::{append_via, strip_hop_by_hop};
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
 use super::service::{Ask, FillTarget, Forwarded, Proxy};
-use super::upstream::{UpstreamBody, UpstreamError};
+use super::upstream::{UpstreamBody, UpstreamError, UpstreamIncoming};
 use crate::cache::coalesce::LeaderGuard;
 use crate::cache::fill::FillError;
 use crate::cache::key::CacheKey;
@@ -216,7 +215,7 @@ impl<'a> Fetch<'a> {
         target: &FillTarget,
         guard: LeaderGuard,
         mut head: StoredHead,
-        incoming: Incoming,
+        incoming: UpstreamIncoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
         let (storable, lifetime, no_cache) = {
@@ -330,7 +329,7 @@ pub(super) fn content_length(h: &HeaderMap) -> Option<u64> {
 /// even if the client that caused the fetch goes away. Never stores a body cut short, one
 /// whose length differs from Content-Length, or one over `max_object`.
 struct Pump {
-    incoming: Incoming,
+    incoming: UpstreamIncoming,
     sink: FillSink,
     guard: Option<LeaderGuard>,
     cache: Arc<Cache>,

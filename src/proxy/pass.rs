@@ -14,6 +14,7 @@ use super::fetch::{content_length, Answer, Fetch, INLINE_BODY_MAX};
 use super::headers::{strip_hop_by_hop, CACHE_STATUS, X_CACHE};
 use super::reply::{CacheResult, CacheStatus};
 use super::respond;
+use super::upstream::UpstreamIncoming;
 use crate::cache::meta::StoredHead;
 
 impl Fetch<'_> {
@@ -54,7 +55,7 @@ impl Fetch<'_> {
         &self,
         status: &StatusCode,
         headers: &HeaderMap,
-        incoming: Incoming,
+        incoming: UpstreamIncoming,
     ) -> Result<ProxyBody, String> {
         let bodiless = self.ask.method == Method::HEAD
             || status.is_informational()
@@ -92,7 +93,7 @@ impl Fetch<'_> {
     pub(super) async fn pass_response(
         &self,
         head: Arc<StoredHead>,
-        incoming: Incoming,
+        incoming: UpstreamIncoming,
         fwd: &'static str,
     ) -> Answer {
         let body = match self.pass_body(&head.status, &head.headers, incoming).await {
@@ -127,7 +128,11 @@ fn status_value(name: &str, s: &CacheStatus) -> HeaderValue {
 }
 
 /// Reads a body of exactly `len` bytes, with `idle` as the deadline between chunks.
-async fn read_small(mut incoming: Incoming, len: u64, idle: std::time::Duration) -> Result<Bytes, String> {
+async fn read_small(
+    mut incoming: UpstreamIncoming,
+    len: u64,
+    idle: std::time::Duration,
+) -> Result<Bytes, String> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut got = 0u64;
     loop {

@@ -2,6 +2,7 @@
 //! connect, on the response head and between body chunks, one retry of an idempotent request
 //! whose reused connection the upstream had closed, and errors classified into 502 and 504.
 
+mod limit;
 mod tls;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+pub use limit::{HostLimits, UpstreamIncoming};
 pub use tls::{client_config, TlsSetupError};
 
 /// The body of an upstream request: empty (GET, revalidation) or the client's own.
@@ -43,6 +45,8 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     /// Extra trusted CA certificates (PEM) for HTTPS upstreams.
     pub extra_ca: Option<PathBuf>,
+    /// Requests in flight per upstream host (each holds a connection); 0: no limit.
+    pub max_per_host: usize,
 }
 
 /// Why an upstream exchange failed.
@@ -64,6 +68,16 @@ pub enum UpstreamError {
         /// The deadline that passed.
         secs: f64,
     },
+    /// Every connection allowed to the host stayed busy until the deadline.
+    #[error("all {limit} connections to {target} stayed busy for {secs:.1} s")]
+    Busy {
+        /// `host:port`.
+        target: String,
+        /// The per-host limit.
+        limit: usize,
+        /// How long the request waited.
+        secs: f64,
+    },
     /// The connection broke or the answer was not valid HTTP.
     #[error("bad response from {target}: {reason}")]
     Protocol {
@@ -79,6 +93,7 @@ impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -89,6 +104,7 @@ impl UpstreamError {
 pub struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
     timeouts: Timeouts,
+    limits: HostLimits,
 }
 
 impl Upstream {
@@ -109,7 +125,7 @@ impl Upstream {
             .pool_max_idle_per_host(settings.max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { client, timeouts: settings.timeouts })
+        Ok(Self { client, timeouts: settings.timeouts, limits: HostLimits::new(settings.max_per_host) })
     }
 
     /// The configured deadlines.
@@ -119,8 +135,19 @@ impl Upstream {
 
     /// Sends `req` (whose URI must be absolute) and waits for the response head. A bodiless
     /// idempotent request that fails because a pooled connection was closed under it is sent
-    /// once more, on a new connection (RFC 9110 §9.2.2).
+    /// once more, on a new connection (RFC 9110 §9.2.2). The request holds one of the
+    /// host's connection slots until its response body is dropped.
     pub async fn send(
+        &self,
+        req: Request<UpstreamBody>,
+        target: &str,
+    ) -> Result<Response<UpstreamIncoming>, UpstreamError> {
+        let permit = self.limits.acquire(target, self.timeouts.connect).await?;
+        let resp = self.send_retrying(req, target).await?;
+        Ok(resp.map(|body| UpstreamIncoming::new(body, permit)))
+    }
+
+    async fn send_retrying(
         &self,
         req: Request<UpstreamBody>,
         target: &str,

@@ -1,0 +1,109 @@
+//! The per-host cap on upstream connections in use: a request takes a slot before it is sent
+//! and gives it back when its response body is dropped, so one busy host cannot take every
+//! socket and a slow origin is not flooded.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::UpstreamError;
+
+/// One semaphore per upstream `host:port`.
+#[derive(Clone)]
+pub struct HostLimits {
+    per_host: usize,
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl HostLimits {
+    /// `per_host` slots for each host; 0: no limit.
+    pub fn new(per_host: usize) -> Self {
+        Self { per_host, hosts: Arc::default() }
+    }
+
+    /// Takes a slot for `target`, waiting at most `wait`.
+    pub async fn acquire(
+        &self,
+        target: &str,
+        wait: Duration,
+    ) -> Result<Option<OwnedSemaphorePermit>, UpstreamError> {
+        if self.per_host == 0 {
+            return Ok(None);
+        }
+        let semaphore = {
+            let mut hosts = self.hosts.lock();
+            // Forget hosts with every slot free, so the map only holds hosts in use.
+            if hosts.len() > 1024 {
+                hosts.retain(|_, s| s.available_permits() < self.per_host);
+            }
+            hosts.entry(target.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.per_host))).clone()
+        };
+        match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(UpstreamError::Busy {
+                target: target.to_string(),
+                limit: self.per_host,
+                secs: wait.as_secs_f64(),
+            }),
+        }
+    }
+}
+
+/// An upstream response body that holds its host slot until dropped.
+pub struct UpstreamIncoming {
+    body: Incoming,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl UpstreamIncoming {
+    /// Wraps `body`, keeping `slot` taken while it lives.
+    pub fn new(body: Incoming, slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self { body, _slot: slot }
+    }
+}
+
+impl Body for UpstreamIncoming {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slots_are_per_host_and_bounded() {
+        let limits = HostLimits::new(2);
+        let wait = Duration::from_millis(20);
+        let a1 = limits.acquire("a:80", wait).await.unwrap();
+        let _a2 = limits.acquire("a:80", wait).await.unwrap();
+        assert!(matches!(limits.acquire("a:80", wait).await, Err(UpstreamError::Busy { limit: 2, .. })));
+        assert!(limits.acquire("b:80", wait).await.unwrap().is_some(), "another host has its own slots");
+        drop(a1);
+        assert!(limits.acquire("a:80", wait).await.unwrap().is_some(), "a freed slot is reused");
+        assert!(HostLimits::new(0).acquire("a:80", wait).await.unwrap().is_none());
+    }
+}
