@@ -210,13 +210,20 @@ fn copy_head(req: &Request<UpstreamBody>) -> Request<UpstreamBody> {
     copy
 }
 
-/// Whether the upstream closed the connection before sending any response: what a reused
-/// keep-alive connection that the upstream had just timed out looks like.
+/// Whether the upstream closed or reset the connection before sending any response: what a
+/// reused keep-alive connection that the upstream had just timed out looks like (a close
+/// with the request unread in its buffer arrives as a reset).
 fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message() || h.is_canceled();
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof);
         }
         cur = err.source();
     }
