@@ -47,7 +47,11 @@ code{background:#f2f2f2;padding:.1em .3em;border-radius:3px}</style></head>
 <li><code>/example.com/index.html</code> fetches <code>http://example.com/index.html</code>
  (port from <code>--upstream-port</code>, 80 by default)</li>
 <li><code>/localhost:8000/</code> fetches <code>http://localhost:8000/</code></li>
+<li><code>/https://example.com/a</code> fetches <code>https://example.com/a</code> over TLS</li>
 </ul>
+<p>It is also a forward proxy (<code>curl -x http://&lt;this proxy&gt; http://example.com/</code>,
+<code>HTTP_PROXY</code>, and <code>HTTPS_PROXY</code> through CONNECT) and, with
+<code>--origin</code>, a reverse proxy in front of one site.</p>
 <p>Responses are stored under <code>--cache-dir</code> and served from the cache while fresh.
 Each answer says what happened in <code>X-Cache</code> (HIT or MISS) and <code>Cache-Status</code>.</p>
 </body></html>
