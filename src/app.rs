@@ -7,14 +7,17 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 
+use crate::access_log::AccessLog;
 use crate::cache::policy::PolicyConfig;
 use crate::cache::{Cache, CacheLimits};
 use crate::cli::{DemoArgs, RunArgs};
+use crate::config::load::Loaded;
 use crate::demo;
 use crate::proxy::route::Routing;
 use crate::proxy::tunnel::TunnelSettings;
 use crate::proxy::upstream::{Timeouts, Upstream, UpstreamSettings};
 use crate::proxy::{Proxy, ProxySettings};
+use crate::reload::{self, Reloader};
 use crate::server::{self, ServerSettings};
 
 /// Checks settings that span several flags; errors name the flag.
@@ -88,6 +91,8 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         via: http::HeaderValue::from_str(&format!("1.1 {via_name} (httpcache-proxy)"))
             .context("the host name is not usable in Via")?,
         via_name,
+        rules: Arc::new(arc_swap::ArcSwap::from_pointee(reload::rules(args))),
+        access_log: open_access_log(args)?,
     };
     Ok(Arc::new(Proxy::new(cache, upstream, settings)))
 }
@@ -127,7 +132,37 @@ fn mode_summary(m: &crate::cli::ModeArgs) -> String {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     validate(&args)?;
     let listener = bind(&args).await?;
-    serve(args, listener).await
+    serve(args, listener, None).await
+}
+
+/// Runs the proxy from loaded settings; SIGHUP reloads them from `argv` and the config file.
+pub async fn run_loaded(loaded: Loaded, argv: Vec<std::ffi::OsString>) -> anyhow::Result<()> {
+    let args = loaded.cli.run.clone();
+    validate(&args)?;
+    let listener = bind(&args).await?;
+    serve(args, listener, Some((loaded, argv))).await
+}
+
+/// `check-config FILE`: loads the file as `--config` would and runs the same checks as a
+/// start; returns a one-line summary.
+pub fn check_config(path: &std::path::Path) -> anyhow::Result<String> {
+    let loaded = crate::config::load::check(path.to_path_buf())?;
+    let run = &loaded.cli.run;
+    if run.stale_time.is_some() {
+        validate(run)?;
+    } else {
+        // The positional may come from the command line; check the rest with a stand-in.
+        validate(&RunArgs { stale_time: Some(1), ..run.clone() })?;
+    }
+    let rules = reload::rules(run);
+    Ok(format!("{}: ok ({} cache rules)", path.display(), rules.len()))
+}
+
+fn open_access_log(args: &RunArgs) -> anyhow::Result<Option<AccessLog>> {
+    let Some(path) = &args.access_log else { return Ok(None) };
+    let log =
+        AccessLog::open(path).with_context(|| format!("--access-log {}: cannot open", path.display()))?;
+    Ok(Some(log))
 }
 
 async fn bind(args: &RunArgs) -> anyhow::Result<TcpListener> {
@@ -135,9 +170,18 @@ async fn bind(args: &RunArgs) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("--host/--port: cannot listen on {addr}"))
 }
 
-async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
+async fn serve(
+    args: RunArgs,
+    listener: TcpListener,
+    reload: Option<(Loaded, Vec<std::ffi::OsString>)>,
+) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let proxy = build_proxy(&args, local.port())?;
+    if let Some((current, argv)) = reload {
+        let settings = proxy.settings();
+        let rules = settings.rules.clone();
+        Reloader { argv, current, rules, access_log: settings.access_log.clone() }.spawn();
+    }
     let tls = match (&args.modes.tls_cert, &args.modes.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
         _ => None,
@@ -168,6 +212,9 @@ async fn serve(args: RunArgs, listener: TcpListener) -> anyhow::Result<()> {
     if let Some(cache) = proxy.cache() {
         cache.flush().await;
     }
+    if let Some(log) = proxy.settings().access_log.as_ref().filter(|l| l.dropped() > 0) {
+        tracing::warn!(dropped = log.dropped(), "access log lines dropped (the writer fell behind)");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -192,7 +239,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         "demo: origin on http://127.0.0.1:{origin_port}/ ; open http://127.0.0.1:{port}/127.0.0.1:{origin_port}/ \
          in a browser, then reload to see every image served from the cache (Ctrl-C stops)"
     );
-    serve(proxy_args, listener).await
+    serve(proxy_args, listener, None).await
 }
 
 /// The proxy settings of the demo: every flag at its default but those the demo sets, so a new

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cache::policy::rules::Rule;
+use crate::config::rule::parse_rule;
 use crate::config::{parse_duration, parse_field_name, parse_size, FieldName};
 use crate::proxy::route::OriginRule;
 
@@ -14,7 +16,7 @@ use crate::proxy::route::OriginRule;
 ///
 /// Visit http://<host>:<port>/<target-host>[:<target-port>]/<path> to fetch <path> from
 /// <target-host> through the cache.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "httpcache-proxy",
     version,
@@ -31,14 +33,24 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Start a built-in origin serving the 272-image test page, with the proxy in front of it.
     Demo(DemoArgs),
+    /// Check a config file (every key, value and rule) without starting the proxy.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Arguments of `check-config`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckConfigArgs {
+    /// The TOML file, as given to --config.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Flags of `demo`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Write the test site to this folder and exit (serve it with any static server).
     #[arg(long, value_name = "DIR")]
@@ -126,6 +138,25 @@ pub struct RunArgs {
     /// Forward, reverse and CONNECT modes, TLS and the upstream pool.
     #[command(flatten)]
     pub modes: ModeArgs,
+    /// TOML file holding any of these settings (keys named as the long flags, e.g.
+    /// `cache-size = "10GiB"`) and the cache rules; flags given here override it. SIGHUP
+    /// reloads it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Cache rule 'REGEX=DURATION' (repeatable): successful responses whose URL
+    /// (http://host:port/path?query) matches are fresh for DURATION whatever the origin sent;
+    /// no-store, private and Authorization are still honoured. First match wins.
+    #[arg(long = "rule", value_name = "REGEX=DURATION", value_parser = parse_rule)]
+    pub rules: Vec<Rule>,
+    /// Log filter (e.g. debug, "info,httpcache_proxy=debug"); overrides RUST_LOG and -v.
+    #[arg(long, value_name = "FILTER", value_parser = crate::logging::parse_filter)]
+    pub log_level: Option<String>,
+    /// Access log in Combined Log Format (reopened on SIGHUP, for logrotate).
+    #[arg(long, value_name = "FILE")]
+    pub access_log: Option<PathBuf>,
+    /// The config file's `[[cache-rule]]` tables (after the `--rule` ones).
+    #[arg(skip)]
+    pub file_rules: Vec<Rule>,
 }
 
 /// How clients reach the proxy and how it reaches upstreams (forward, reverse, CONNECT, TLS).

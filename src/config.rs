@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+pub mod file;
+pub mod load;
+pub mod rule;
+
 /// Parses a byte size: a number with an optional unit (B, KB, MB, GB, TB: powers of 1000;
 /// KiB, MiB, GiB, TiB and K, M, G, T: powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {

@@ -4,6 +4,7 @@
 //! Dependencies point one way: `app -> {server, proxy} -> cache`; nothing in `cache` knows
 //! about the proxy or the network.
 
+pub mod access_log;
 pub mod app;
 pub mod cache;
 pub mod cli;
@@ -11,4 +12,5 @@ pub mod config;
 pub mod demo;
 pub mod logging;
 pub mod proxy;
+pub mod reload;
 pub mod server;

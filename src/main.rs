@@ -1,19 +1,40 @@
-//! The `httpcache-proxy` binary: parses flags, sets up logging, runs the app, and maps errors
-//! to a non-zero exit code.
+//! The `httpcache-proxy` binary: loads the settings (flags over the config file), sets up
+//! logging, runs the app, and maps errors to a non-zero exit code.
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use httpcache_proxy::cli::{Cli, Command};
+use httpcache_proxy::cli::Command;
+use httpcache_proxy::config::load::{self, LoadError};
 use httpcache_proxy::{app, logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (verbose, format) = match &cli.command {
-        Some(Command::Demo(d)) => (d.verbose, httpcache_proxy::cli::LogFormat::Text),
-        None => (cli.run.verbose, cli.run.log_format),
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let loaded = match load::load(&argv) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Clap(e)) => e.exit(),
+        Err(LoadError::Config(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    logging::init(verbose, format);
+    if let Some(Command::CheckConfig(c)) = &loaded.cli.command {
+        return match app::check_config(&c.file) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let run = &loaded.cli.run;
+    let (verbose, format, level) = match &loaded.cli.command {
+        Some(Command::Demo(d)) => (d.verbose, httpcache_proxy::cli::LogFormat::Text, None),
+        _ => (run.verbose, run.log_format, run.log_level.clone()),
+    };
+    logging::init(verbose, format, level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -22,9 +43,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match loaded.cli.command.clone() {
             Some(Command::Demo(d)) => app::demo(d).await,
-            None => app::run(cli.run).await,
+            Some(Command::CheckConfig(_)) => Ok(()),
+            None => app::run_loaded(loaded, argv).await,
         }
     });
     match result {

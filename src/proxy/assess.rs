@@ -48,8 +48,21 @@ impl ProxySettings {
         let headers = self.policy_headers(&head.headers);
         let age = policy::AgeInputs::from_response(&headers, head.request_time, head.response_time)
             .current_age(now);
-        let lifetime = policy::freshness_lifetime(head.status, &headers, head.response_time, &self.policy);
+        let lifetime = self.lifetime(head.status, &headers, head.response_time, &head.key);
         Assessed { age, lifetime, directives: CacheControl::parse(&headers) }
+    }
+
+    /// The freshness lifetime of a response stored under `key` (RFC 9111 §4.2.1, §4.2.2),
+    /// adjusted by the operator's rule for its URL.
+    pub fn lifetime(
+        &self,
+        status: http::StatusCode,
+        policy_headers: &HeaderMap,
+        response_time: SystemTime,
+        key: &str,
+    ) -> Lifetime {
+        let computed = policy::freshness_lifetime(status, policy_headers, response_time, &self.policy);
+        self.rules.load().lifetime(key, status, computed)
     }
 
     /// Whether `name` is the targeted field, which is never forwarded downstream.

@@ -223,8 +223,7 @@ impl<'a> Fetch<'a> {
             let storable =
                 policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy)
                     .map_err(|why| why.as_str());
-            let lifetime =
-                policy::freshness_lifetime(head.status, &view, head.response_time, &settings.policy);
+            let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
             (storable, lifetime, CacheControl::parse(&view).no_cache)
         };
         // A response that varies is stored as the variant this request selects (§4.1), under

@@ -18,9 +18,11 @@ use super::respond;
 use super::route::{route_request, Mode, Route, Routing, Target};
 use super::tunnel::{self, TunnelSettings};
 use super::upstream::Upstream;
+use crate::access_log::AccessLog;
 use crate::cache::coalesce::{Joined, Phase};
 use crate::cache::fill::Fill;
 use crate::cache::key::CacheKey;
+use crate::cache::policy::rules::Rules;
 use crate::cache::policy::{self, CacheControl, PolicyConfig, Reuse};
 use crate::cache::{Cache, CachedResponse, Lookup, VaryMarker};
 
@@ -43,6 +45,10 @@ pub struct ProxySettings {
     pub via_name: String,
     /// The `Via` hop this proxy appends: `1.1 <via_name> (httpcache-proxy)`.
     pub via: http::HeaderValue,
+    /// Operator cache rules by URL; swapped whole on a configuration reload.
+    pub rules: SharedRules,
+    /// Where each request is logged in Combined Log Format, if anywhere.
+    pub access_log: Option<AccessLog>,
 }
 
 /// Who sent a request: the server puts this in each request's extensions.
@@ -53,6 +59,9 @@ pub struct ClientInfo {
     /// Whether the connection is HTTPS.
     pub tls: bool,
 }
+
+/// The rules as every request reads them: one atomic load, replaced whole on reload.
+pub type SharedRules = Arc<arc_swap::ArcSwap<Rules>>;
 
 /// The proxy: shared by every connection.
 pub struct Proxy {
@@ -74,6 +83,11 @@ impl Proxy {
         Self { cache, upstream, settings }
     }
 
+    /// The pipeline's settings.
+    pub fn settings(&self) -> &ProxySettings {
+        &self.settings
+    }
+
     /// The cache, if caching is enabled.
     pub fn cache(&self) -> Option<&Arc<Cache>> {
         self.cache.as_ref()
@@ -84,6 +98,11 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
+        let pending = self
+            .settings
+            .access_log
+            .as_ref()
+            .map(|log| log.begin(&req, req.extensions().get::<ClientInfo>().map(|c| c.addr.ip())));
         let (mut resp, result, mode) = self.dispatch(req).await;
         if !matches!(result, CacheResult::Local | CacheResult::Tunnel) {
             headers::append_via(resp.headers_mut(), &self.settings.via);
@@ -93,6 +112,9 @@ impl Proxy {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
+        if let (Some(log), Some(pending)) = (&self.settings.access_log, pending) {
+            log.finish(pending, resp.status(), bytes);
+        }
         tracing::info!(
             method = %method,
             target = %uri,
@@ -166,7 +188,15 @@ impl Proxy {
 
     /// GET and HEAD with caching enabled.
     async fn cached(self: &Arc<Self>, cache: Arc<Cache>, ask: Ask) -> (Response<ProxyBody>, CacheResult) {
-        let primary = ask.target.key();
+        let mut primary = ask.target.key();
+        if let Some(rule) = self.settings.rules.load().matching(primary.url()) {
+            if rule.bypass {
+                return Fetch::new(self, &ask).pass(None, "bypass").await;
+            }
+            if !rule.key_headers.is_empty() {
+                primary = CacheKey::from_url(format!("{}{}", primary.url(), rule.key_suffix(&ask.headers)));
+            }
+        }
         let req_cc = CacheControl::parse_request(&ask.headers);
         if req_cc.no_store {
             return Fetch::new(self, &ask).pass(None, "request").await;

@@ -72,6 +72,7 @@ pub mod age;
 pub mod cache_control;
 pub mod freshness;
 pub mod request;
+pub mod rules;
 pub mod storable;
 pub mod vary;
 
