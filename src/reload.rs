@@ -58,7 +58,7 @@ impl Reloader {
             }
             Outcome::Refused(keys) => tracing::warn!(
                 keys = %keys.join(", "),
-                "config reload refused: {} need a restart; nothing changed",
+                "config reload refused (needs a restart): {}; nothing changed",
                 keys.join(", ")
             ),
             Outcome::Applied(keys) if keys.is_empty() => tracing::info!("config reloaded: no changes"),

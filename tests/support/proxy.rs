@@ -39,6 +39,11 @@ impl ProxyBuilder {
         Self { args, cache_dir: cache_dir.to_path_buf() }
     }
 
+    /// Exactly `args`: nothing added (the caller names the port, e.g. in a config file).
+    pub fn bare(args: &[&str], cache_dir: &Path) -> Self {
+        Self { args: args.iter().map(|a| a.to_string()).collect(), cache_dir: cache_dir.to_path_buf() }
+    }
+
     /// Adds flags.
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
