@@ -277,3 +277,24 @@ async fn access_log_in_combined_format_reopened_on_sighup() {
     assert!(support::eventually(WAIT, || has(&log, &want)).await, "a new file after logrotate's move");
     assert_eq!(std::fs::read_to_string(&rotated).unwrap().lines().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deb_rule_through_the_forward_proxy_as_apt_uses_it() {
+    let origin = Origin::start().await;
+    deb_origin(&origin, DEB);
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyBuilder::new(300, origin.port(), dir.path()).arg("--rule").arg(r"\.deb$=30d").start();
+    // What apt sends with Acquire::http::Proxy: an absolute-form request line.
+    let req = format!(
+        "GET http://127.0.0.1:{0}{DEB} HTTP/1.1\r\nHost: 127.0.0.1:{0}\r\nUser-Agent: Debian APT-HTTP/1.3\r\n\
+         Connection: close\r\n\r\n",
+        origin.port()
+    );
+    let first = raw(proxy.port, req.as_bytes()).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.to_ascii_lowercase().contains("x-cache: miss"), "{first}");
+    let second = raw(proxy.port, req.as_bytes()).await;
+    assert!(second.to_ascii_lowercase().contains("x-cache: hit"), "{second}");
+    assert!(second.ends_with("!<arch>\ndebian-binary"), "{second}");
+    assert_eq!(origin.hits(DEB), 1);
+}

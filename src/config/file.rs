@@ -87,6 +87,7 @@ pub fn parse(path: &str, text: &str, cmd: &Command) -> Result<FileSettings, Conf
     };
     let root = DeTable::parse(text).map_err(|e| err(e.span(), "", e.message().trim().to_string()))?;
     let mut out = FileSettings::default();
+    let relaxed = cmd.clone().mut_args(|a| a.required(false));
     for (key, value) in root.get_ref().iter() {
         let name: &str = key.get_ref();
         let at = Some(key.span());
@@ -103,7 +104,7 @@ pub fn parse(path: &str, text: &str, cmd: &Command) -> Result<FileSettings, Conf
         if arg.get_id() == "config" {
             return Err(err(at, name, "a config file cannot name another one".into()));
         }
-        let tokens = tokens(arg, value).map_err(|(span, msg)| err(Some(span), name, msg))?;
+        let tokens = tokens(&relaxed, arg, value).map_err(|(span, msg)| err(Some(span), name, msg))?;
         out.args.push(FileArg { id: arg.get_id().to_string(), tokens, positional: arg.is_positional() });
     }
     Ok(out)
@@ -131,7 +132,11 @@ pub fn key_of(arg: &Arg) -> String {
 type Span = std::ops::Range<usize>;
 
 /// The command-line tokens for `value`, each checked by the argument's value parser.
-fn tokens(arg: &Arg, value: &Spanned<DeValue<'_>>) -> Result<Vec<OsString>, (Span, String)> {
+fn tokens(
+    relaxed: &Command,
+    arg: &Arg,
+    value: &Spanned<DeValue<'_>>,
+) -> Result<Vec<OsString>, (Span, String)> {
     let flag = || OsString::from(format!("--{}", key_of(arg)));
     let span = value.span();
     let action = arg.get_action();
@@ -163,12 +168,16 @@ fn tokens(arg: &Arg, value: &Spanned<DeValue<'_>>) -> Result<Vec<OsString>, (Spa
                 } else {
                     format!("--{}={text}", key_of(arg)).into()
                 };
-                // The flag's own parser, run on this one value.
-                Command::new("httpcache-proxy")
-                    .no_binary_name(true)
-                    .arg(arg.clone().required(false))
-                    .try_get_matches_from([&token])
-                    .map_err(|e| (item.span(), clap_message(&e)))?;
+                // The flag's own parser, run on this one value within the whole command (so
+                // the flag's relations resolve); another flag it requires is not this key's
+                // error, and is checked when the merged settings are parsed.
+                match relaxed.clone().try_get_matches_from([OsString::from("httpcache-proxy"), token.clone()])
+                {
+                    Err(e) if e.kind() != clap::error::ErrorKind::MissingRequiredArgument => {
+                        return Err((item.span(), clap_message(&e)))
+                    }
+                    _ => {}
+                }
                 out.push(token);
             }
             Ok(out)
@@ -188,11 +197,13 @@ fn scalar(v: &DeValue<'_>) -> Option<String> {
     }
 }
 
-/// The first line of a clap error, without its `error: ` prefix.
+/// A clap error on one line: its first paragraph (no usage or help hint), without the
+/// `error: ` prefix.
 pub fn clap_message(e: &clap::Error) -> String {
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or_default();
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+    let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let joined = first.join(" ");
+    joined.strip_prefix("error: ").unwrap_or(&joined).to_string()
 }
 
 /// The `[[cache-rule]]` tables as rules; an error carries its span and field.
@@ -272,6 +283,15 @@ mod tests {
         let e = parse_text("port = \n").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (1, ""));
         assert_eq!(e.to_string(), format!("t.toml:1: {}", e.message));
+    }
+
+    #[test]
+    fn flags_with_relations_are_checked_alone() {
+        let s =
+            parse_text("tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\nconnect-port = [443, 8443]\n").unwrap();
+        assert_eq!(s.args.len(), 3);
+        let e = parse_text("connect-port = [443, \"x\"]\n").unwrap_err();
+        assert_eq!(e.key, "connect-port");
     }
 
     #[test]
