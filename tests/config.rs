@@ -160,6 +160,25 @@ fn the_example_config_passes_check_config() {
     assert!(stdout.contains(": ok ("), "{stdout}");
 }
 
+#[test]
+fn the_example_config_shows_every_setting() {
+    use clap::CommandFactory;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/httpcache-proxy.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    let cmd = httpcache_proxy::cli::Cli::command();
+    let missing: Vec<String> = cmd
+        .get_arguments()
+        .map(httpcache_proxy::config::file::key_of)
+        .filter(|k| !matches!(k.as_str(), "config" | "help" | "version"))
+        .filter(|k| !text.lines().any(|l| l.trim_start_matches("# ").starts_with(&format!("{k} = "))))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "add these keys (set or commented out) to {}: {missing:?}",
+        example.display()
+    );
+}
+
 /// A proxy started with `--config conf` (and the origin's port as a flag), for the reload tests.
 fn start_with(conf: &Path, cache: &Path, origin: &Origin) -> support::proxy::ProxyProcess {
     let up = origin.port().to_string();
