@@ -408,3 +408,39 @@ async fn one_info_line_per_request_and_json_logs() {
     get(&proxy.url(origin.port(), "/log"), &[]).await;
     assert!(proxy.wait_log("\"cache\":\"MISS\"", Duration::from_secs(5)), "{:?}", proxy.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncacheable_urls_pass_without_queueing_and_recover_when_cacheable() {
+    let origin = Origin::start().await;
+    origin.ok("/hfp", &[("cache-control", "no-store")], "v1");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let url = proxy.url(origin.port(), "/hfp");
+
+    // Concurrent requests for a no-store URL each reach the origin and get its answer.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { get(&url, &[]).await }
+            })
+        })
+        .collect();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(
+            (got.status.as_u16(), &got.body[..], got.header("x-cache")),
+            (200, &b"v1"[..], Some("MISS"))
+        );
+    }
+    assert_eq!(origin.hits("/hfp"), 8);
+
+    // The URL becomes cacheable: the first request sees it (and clears the hit-for-pass
+    // mark), the next stores it, the one after is a hit.
+    origin.ok("/hfp", &[("cache-control", "max-age=600")], "v2");
+    for want in ["MISS", "MISS", "HIT"] {
+        let got = get(&url, &[]).await;
+        assert_eq!((&got.body[..], got.header("x-cache")), (&b"v2"[..], Some(want)));
+    }
+    assert_eq!(origin.hits("/hfp"), 10);
+}

@@ -5,6 +5,7 @@ pub mod coalesce;
 pub mod fill;
 pub mod key;
 pub mod meta;
+pub mod pass_marks;
 pub mod policy;
 pub mod sink;
 pub mod store;
@@ -20,6 +21,7 @@ use coalesce::{Coalescer, Joined};
 use fill::Fill;
 use key::CacheKey;
 use meta::{EntryKind, StoredHead};
+use pass_marks::PassMarks;
 use sink::FillSink;
 use store::disk::{DiskBody, DiskStore};
 use store::memory::{MemEntry, MemoryTier};
@@ -86,6 +88,9 @@ pub struct CachedResponse {
     pub tier: Tier,
 }
 
+/// Hit-for-pass marks kept at most (about 100 bytes each).
+const PASS_MARKS_MAX: usize = 65_536;
+
 /// Complete entries waiting for the disk writer thread.
 const WRITE_QUEUE: usize = 1024;
 
@@ -126,6 +131,7 @@ pub struct Cache {
     writes: Option<tokio::sync::mpsc::Sender<WriteJob>>,
     coalescer: Arc<Coalescer>,
     limits: CacheLimits,
+    pass_marks: PassMarks,
 }
 
 /// One thread writes small complete entries in order: a miss then costs one queue push
@@ -163,7 +169,8 @@ impl Cache {
             None => None,
         };
         let memory = MemoryTier::new(limits.memory_bytes, limits.max_object);
-        Ok(Self { memory, disk, writes, coalescer: Arc::default(), limits })
+        let pass_marks = PassMarks::new(PASS_MARKS_MAX);
+        Ok(Self { memory, disk, writes, coalescer: Arc::default(), limits, pass_marks })
     }
 
     /// The disk tier, if any.
@@ -342,6 +349,7 @@ impl Cache {
     /// still pending, and returns once it is done: an invalidated entry cannot reappear.
     pub async fn remove(&self, key: &CacheKey) {
         self.memory.remove(key.hash());
+        self.pass_marks.clear(key.hash());
         let hash = *key.hash();
         if let Some(tx) = &self.writes {
             let (done, finished) = tokio::sync::oneshot::channel();
@@ -364,6 +372,11 @@ impl Cache {
                 let _ = finished.await;
             }
         }
+    }
+
+    /// Hit-for-pass marks: URLs whose responses must not be stored.
+    pub fn pass_marks(&self) -> &PassMarks {
+        &self.pass_marks
     }
 
     /// Number of fetches in flight.

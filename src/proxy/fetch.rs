@@ -247,6 +247,9 @@ impl<'a> Fetch<'a> {
             Ok(()) => cache.start_fill(key, head.clone(), expected_len).await,
             Err(why) => {
                 tracing::debug!(key = key.url(), reason = why, "not storable");
+                if matches!(why, "no-store-response" | "private" | "vary-star") {
+                    cache.pass_marks().mark(target.primary.hash(), std::time::Instant::now());
+                }
                 None
             }
         };

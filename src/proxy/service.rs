@@ -122,7 +122,7 @@ impl Proxy {
             status = resp.status().as_u16(),
             cache = result.as_str(),
             bytes,
-            ms = started.elapsed().as_secs_f64() * 1e3,
+            us = started.elapsed().as_micros() as u64,
             "request"
         );
         resp
@@ -260,11 +260,38 @@ impl Proxy {
         if ask.method == Method::HEAD && stale.is_none() {
             return Some(Fetch::new(self, ask).pass(None, "uri-miss").await);
         }
+        if stale.is_none() && cache.pass_marks().is_marked(primary.hash(), Instant::now()) {
+            return Some(self.pass_marked(&cache, ask, &primary).await);
+        }
         let target = FillTarget { primary, key, marker, reason };
         match cache.join(&target.key) {
             Joined::Leader(guard) => Some(Fetch::new(self, ask).fill(&cache, &target, guard, stale).await),
             Joined::Follower(rx) => self.follow(ask, &cache, &target, rx).await,
         }
+    }
+
+    /// A URL whose responses must not be stored (hit-for-pass): straight to the origin, no
+    /// queueing behind another request. A response that may now be stored clears the mark, so
+    /// the next request caches it.
+    async fn pass_marked(
+        self: &Arc<Self>,
+        cache: &Arc<Cache>,
+        ask: &Ask,
+        primary: &CacheKey,
+    ) -> (Response<ProxyBody>, CacheResult) {
+        let (resp, result) = Fetch::new(self, ask).pass(None, "uri-miss").await;
+        if result == CacheResult::Pass {
+            let view = self.settings.policy_headers(resp.headers());
+            let storable =
+                policy::is_storable(&Method::GET, &ask.headers, resp.status(), &view, &self.settings.policy);
+            match storable {
+                Ok(()) => cache.pass_marks().clear(primary.hash()),
+                Err(why) => {
+                    tracing::debug!(key = primary.url(), reason = why.as_str(), "not storable (hit-for-pass)")
+                }
+            }
+        }
+        (resp, result)
     }
 
     /// Serves a stored response.
