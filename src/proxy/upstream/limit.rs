@@ -44,7 +44,14 @@ impl HostLimits {
             if hosts.len() > 1024 {
                 hosts.retain(|_, s| s.available_permits() < self.per_host);
             }
-            hosts.entry(target.to_string()).or_insert_with(|| Arc::new(Semaphore::new(self.per_host))).clone()
+            match hosts.get(target) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(Semaphore::new(self.per_host));
+                    hosts.insert(target.to_string(), s.clone());
+                    s
+                }
+            }
         };
         match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(Some(permit)),
