@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod server;

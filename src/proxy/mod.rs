@@ -7,6 +7,7 @@ mod fetch;
 pub mod headers;
 mod pass;
 pub mod range;
+mod record;
 pub mod reply;
 pub mod respond;
 pub mod route;

@@ -13,6 +13,7 @@ use super::assess::Assessed;
 use super::body::ProxyBody;
 use super::fetch::Fetch;
 use super::headers;
+use super::record::Answered;
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
 use super::route::{route_request, Mode, Route, Routing, Target};
@@ -115,14 +116,17 @@ impl Proxy {
         if let (Some(log), Some(pending)) = (&self.settings.access_log, pending) {
             log.finish(pending, resp.status(), bytes);
         }
+        let (status, elapsed, caching) = (resp.status().as_u16(), started.elapsed(), self.cache.is_some());
+        let answered = Answered { method: &method, uri: &uri, mode, status, result, bytes, elapsed, caching };
+        super::record::request(answered);
         tracing::info!(
             method = %method,
             target = %uri,
             mode = mode.as_str(),
-            status = resp.status().as_u16(),
+            status,
             cache = result.as_str(),
             bytes,
-            us = started.elapsed().as_micros() as u64,
+            us = elapsed.as_micros() as u64,
             "request"
         );
         resp

@@ -62,7 +62,9 @@ pub async fn serve(
                 let (proxy, builder, stop, open) = (proxy.clone(), builder.clone(), stop_rx.clone(), open.clone());
                 let (tls, handshake_timeout) = (settings.tls.clone(), settings.header_timeout);
                 open.fetch_add(1, Ordering::Relaxed);
+                let counted = crate::metrics::ConnectionGuard::open();
                 tokio::spawn(async move {
+                    let _counted = counted;
                     match tls {
                         None => connection(stream, peer, false, proxy, &builder, stop).await,
                         Some(acceptor) => {

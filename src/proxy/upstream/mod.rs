@@ -143,7 +143,10 @@ impl Upstream {
         target: &str,
     ) -> Result<Response<UpstreamIncoming>, UpstreamError> {
         let permit = self.limits.acquire(target, self.timeouts.connect).await?;
-        let resp = self.send_retrying(req, target).await?;
+        let started = std::time::Instant::now();
+        let sent = self.send_retrying(req, target).await;
+        crate::metrics::global().upstream_sent(started.elapsed(), sent.is_ok());
+        let resp = sent?;
         Ok(resp.map(|body| UpstreamIncoming::new(body, permit)))
     }
 
