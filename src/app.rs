@@ -93,6 +93,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         via_name,
         rules: Arc::new(arc_swap::ArcSwap::from_pointee(reload::rules(args))),
         access_log: open_access_log(args)?,
+        purge_allow: args.admin.purge_allow.clone(),
     };
     Ok(Arc::new(Proxy::new(cache, upstream, settings)))
 }
@@ -186,6 +187,7 @@ async fn serve(
         (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
         _ => None,
     };
+    crate::admin::start(&args.admin, proxy.clone()).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let stale_time = args.stale_time.unwrap_or(0);
     tracing::info!(

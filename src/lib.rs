@@ -5,6 +5,7 @@
 //! about the proxy or the network.
 
 pub mod access_log;
+pub mod admin;
 pub mod app;
 pub mod cache;
 pub mod cli;

@@ -6,6 +6,7 @@ pub mod body;
 mod fetch;
 pub mod headers;
 mod pass;
+pub mod purge;
 pub mod range;
 mod record;
 pub mod reply;

@@ -50,6 +50,8 @@ pub struct ProxySettings {
     pub rules: SharedRules,
     /// Where each request is logged in Combined Log Format, if anywhere.
     pub access_log: Option<AccessLog>,
+    /// Clients allowed to send PURGE.
+    pub purge_allow: Vec<super::purge::Cidr>,
 }
 
 /// Who sent a request: the server puts this in each request's extensions.
@@ -147,6 +149,10 @@ impl Proxy {
             let msg = format!("loop: this request already passed through {}", self.settings.via_name);
             let (resp, result) = local(StatusCode::LOOP_DETECTED, &msg);
             return (resp, result, mode_of(&req));
+        }
+        if super::purge::is_purge(&req) {
+            let mode = mode_of(&req);
+            return (super::purge::handle(self, req).await, CacheResult::Local, mode);
         }
         if req.method() == Method::CONNECT {
             return (tunnel::open(&self.settings.tunnel, req).await, CacheResult::Tunnel, Mode::Connect);

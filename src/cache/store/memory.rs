@@ -84,6 +84,11 @@ impl MemoryTier {
         self.cache.remove(hash);
     }
 
+    /// Every entry held, with its hash (a snapshot; for listings, not the hot path).
+    pub fn entries(&self) -> Vec<(KeyHash, Arc<MemEntry>)> {
+        self.cache.iter().collect()
+    }
+
     /// Entries and bytes held.
     pub fn usage(&self) -> (usize, u64) {
         (self.cache.len(), self.cache.weight())
