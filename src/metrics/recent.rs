@@ -79,7 +79,7 @@ impl Recent {
     /// Every kept request, newest first.
     pub fn snapshot(&self) -> Vec<RecentRequest> {
         let mut all: Vec<RecentRequest> = self.slots.iter().filter_map(|s| s.lock().clone()).collect();
-        all.sort_by(|a, b| b.at.cmp(&a.at));
+        all.sort_by_key(|r| std::cmp::Reverse(r.at));
         all
     }
 }

@@ -43,7 +43,7 @@ pub fn entry_files(dir: &Path) -> io::Result<Vec<EntryFile>> {
             }
         }
     }
-    found.sort_by(|a, b| a.hash.cmp(&b.hash));
+    found.sort_by_key(|f| f.hash);
     Ok(found)
 }
 
