@@ -17,6 +17,8 @@ need() { # need <command> <package>
   $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }
 need curl curl # tests/modes.rs: a real client through -x and HTTPS_PROXY
+need chromium chromium               # tests/dashboard.rs: the dashboard in a real browser
+need chromedriver chromium-driver   # ... driven over WebDriver
 
 echo "== format"
 cargo fmt --all -- --check

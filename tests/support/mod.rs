@@ -5,6 +5,7 @@ pub mod client;
 pub mod origin;
 pub mod proxy;
 pub mod tls;
+pub mod webdriver;
 
 pub use client::{get, raw};
 pub use origin::{owned, pattern, Behaviour, Origin};
