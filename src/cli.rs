@@ -39,6 +39,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Check a config file (every key, value and rule) without starting the proxy.
     CheckConfig(CheckConfigArgs),
+    /// Inspect, verify, purge or warm a cache directory (proxy running or not).
+    Cache(crate::tools::CacheArgs),
 }
 
 /// Arguments of `check-config`.

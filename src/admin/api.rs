@@ -79,7 +79,7 @@ async fn entries(admin: &Admin, q: Option<&str>) -> Reply {
     };
     let prefix = match params.get("prefix").filter(|p| !p.is_empty()) {
         None => String::new(),
-        Some(p) => match query::key_url(p) {
+        Some(p) => match crate::cache::key::key_of_url(p) {
             Ok(k) => k,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("prefix: {e}")),
         },
@@ -127,11 +127,11 @@ async fn purge(admin: &Admin, q: Option<&str>) -> Reply {
         return json_reply(StatusCode::OK, &json!({ "purged": 0 }));
     };
     let purged = match (params.get("url"), params.get("prefix")) {
-        (Some(url), None) => match query::key_url(url) {
+        (Some(url), None) => match crate::cache::key::key_of_url(url) {
             Ok(key) => cache.purge_url(&key).await,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("url: {e}")),
         },
-        (None, Some(prefix)) => match query::key_url(prefix) {
+        (None, Some(prefix)) => match crate::cache::key::key_of_url(prefix) {
             Ok(key) => cache.purge_prefix(&key).await,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("prefix: {e}")),
         },
