@@ -1,8 +1,8 @@
 //! httpcache-proxy: a fast, standards-correct HTTP caching proxy with a crash-safe, tiered
 //! disk cache. See ARCHITECTURE.md for how the modules fit together.
 //!
-//! Dependencies point one way: `app -> {server, proxy} -> cache`; nothing in `cache` knows
-//! about the proxy or the network.
+//! Dependencies point one way: `app -> {server, proxy, admin, tools} -> {metrics, cache}`;
+//! nothing in `cache` knows about the proxy, the metrics or the network.
 
 pub mod access_log;
 pub mod admin;

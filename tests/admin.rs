@@ -54,9 +54,30 @@ async fn metrics_count_requests_results_bytes_and_tiers() {
     assert!(sample(&text, r#"httpcache_evictions_total{tier="disk"}"#).is_some());
     assert!(sample(&text, "httpcache_uptime_seconds").is_some_and(|u| u >= 0.0));
     assert!(text.contains(r#"httpcache_build_info{version=""#), "{text}");
-    // The scrape itself runs over an admin connection, not a proxy one.
-    assert_eq!(sample(&text, "httpcache_connections_open"), Some(0.0));
     assert_eq!(origin.hits("/a"), 1);
+
+    // An idle client connection to the proxy counts while open, and stops counting once closed
+    // (scrapes go to the admin port, so they never count themselves).
+    let open = |text: &str| sample(text, "httpcache_connections_open").unwrap_or(-1.0);
+    let held = tokio::net::TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    assert!(scrape_until(port, |t| open(t) >= 1.0).await, "the held connection is counted");
+    drop(held);
+    drop(first);
+    drop(second);
+    assert!(scrape_until(port, |t| open(t) == 0.0).await, "closed connections are uncounted");
+}
+
+/// Scrapes /metrics until `ok` accepts the text (bounded).
+async fn scrape_until(port: u16, ok: impl Fn(&str) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        let text = String::from_utf8(get(&admin(port, "/metrics"), &[]).await.body.to_vec()).unwrap();
+        if ok(&text) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -157,7 +157,7 @@ impl Metrics {
             upstream_latency: DurationHistogram::new(LATENCY_BUCKETS),
             upstream_errors: LabeledCounters::new("kind", &["error"]),
             connections_open: Gauge::default(),
-            purged: LabeledCounters::new("via", &["purge", "api", "tool"]),
+            purged: LabeledCounters::new("via", &["purge", "api"]),
             recent: Recent::default(),
         }
     }
