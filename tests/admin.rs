@@ -51,7 +51,8 @@ async fn metrics_count_requests_results_bytes_and_tiers() {
     assert_eq!(sample(&text, "httpcache_response_duration_seconds_count"), Some(2.0));
     assert_eq!(sample(&text, r#"httpcache_tier_objects{tier="memory"}"#), Some(1.0));
     assert!(sample(&text, r#"httpcache_tier_capacity_bytes{tier="disk"}"#).is_some());
-    assert!(sample(&text, r#"httpcache_evictions_total{tier="disk"}"#).is_some());
+    assert_eq!(sample(&text, r#"httpcache_evictions_total{tier="disk"}"#), Some(0.0));
+    assert_eq!(sample(&text, r#"httpcache_evictions_total{tier="memory"}"#), Some(0.0));
     assert!(sample(&text, "httpcache_uptime_seconds").is_some_and(|u| u >= 0.0));
     assert!(text.contains(r#"httpcache_build_info{version=""#), "{text}");
     assert_eq!(origin.hits("/a"), 1);

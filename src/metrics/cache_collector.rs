@@ -27,11 +27,13 @@ pub struct TierUsage {
     pub capacity: u64,
 }
 
-/// The disk tier's counters.
+/// The tiers' counters (evictions of both tiers, the rest the disk tier's).
 #[derive(Serialize, Debug, Clone, Default)]
 pub struct DiskCounters {
     /// Entries evicted to stay within `--cache-size`.
     pub evictions: u64,
+    /// Entries evicted from the memory tier to stay within `--memory-size`.
+    pub memory_evictions: u64,
     /// Failed writes.
     pub write_errors: u64,
     /// Disk copies skipped because the writer was behind.
@@ -78,10 +80,14 @@ impl CacheCollector {
 
     /// The disk tier's counters (zero without a disk tier).
     pub fn disk_counters(&self) -> DiskCounters {
-        let Some(disk) = self.cache.disk() else { return DiskCounters::default() };
+        let memory_evictions = self.cache.memory().evictions();
+        let Some(disk) = self.cache.disk() else {
+            return DiskCounters { memory_evictions, ..Default::default() };
+        };
         let s = disk.stats();
         DiskCounters {
             evictions: s.evictions.load(Ordering::Relaxed),
+            memory_evictions,
             write_errors: s.write_errors.load(Ordering::Relaxed),
             writes_skipped: s.writes_skipped.load(Ordering::Relaxed),
             corrupt_dropped: s.corrupt_dropped.load(Ordering::Relaxed),
@@ -119,7 +125,12 @@ impl Collector for CacheCollector {
         per_tier(&mut encoder, names::TIER_BYTES, &tiers, |t| t.bytes)?;
         per_tier(&mut encoder, names::TIER_CAPACITY, &tiers, |t| t.capacity)?;
         let d = self.disk_counters();
-        disk_counter(&mut encoder, names::EVICTIONS, d.evictions)?;
+        let mut evictions =
+            encoder.encode_descriptor(names::EVICTIONS.0, names::EVICTIONS.1, None, MetricType::Counter)?;
+        ConstCounter::new(self.cache.memory().evictions())
+            .encode(evictions.encode_family(&[("tier", "memory")])?)?;
+        ConstCounter::new(d.evictions).encode(evictions.encode_family(&[("tier", "disk")])?)?;
+        drop(evictions);
         disk_counter(&mut encoder, names::WRITE_ERRORS, d.write_errors)?;
         disk_counter(&mut encoder, names::WRITES_SKIPPED, d.writes_skipped)?;
         disk_counter(&mut encoder, names::CORRUPT_DROPPED, d.corrupt_dropped)?;
