@@ -118,6 +118,18 @@ fn disk_counter(
     ConstCounter::new(v).encode(metric.encode_family(&[("tier", "disk")])?)
 }
 
+fn counter_per_tier(
+    encoder: &mut DescriptorEncoder,
+    (name, help): (&str, &str),
+    values: &[(&str, u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (tier, v) in values {
+        ConstCounter::new(*v).encode(metric.encode_family(&[("tier", *tier)])?)?;
+    }
+    Ok(())
+}
+
 impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let tiers = self.tiers();
@@ -125,12 +137,8 @@ impl Collector for CacheCollector {
         per_tier(&mut encoder, names::TIER_BYTES, &tiers, |t| t.bytes)?;
         per_tier(&mut encoder, names::TIER_CAPACITY, &tiers, |t| t.capacity)?;
         let d = self.disk_counters();
-        let mut evictions =
-            encoder.encode_descriptor(names::EVICTIONS.0, names::EVICTIONS.1, None, MetricType::Counter)?;
-        ConstCounter::new(self.cache.memory().evictions())
-            .encode(evictions.encode_family(&[("tier", "memory")])?)?;
-        ConstCounter::new(d.evictions).encode(evictions.encode_family(&[("tier", "disk")])?)?;
-        drop(evictions);
+        let by_tier = [("memory", d.memory_evictions), ("disk", d.evictions)];
+        counter_per_tier(&mut encoder, names::EVICTIONS, &by_tier)?;
         disk_counter(&mut encoder, names::WRITE_ERRORS, d.write_errors)?;
         disk_counter(&mut encoder, names::WRITES_SKIPPED, d.writes_skipped)?;
         disk_counter(&mut encoder, names::CORRUPT_DROPPED, d.corrupt_dropped)?;
