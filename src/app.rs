@@ -93,6 +93,10 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         via_name,
         rules: Arc::new(arc_swap::ArcSwap::from_pointee(reload::rules(args))),
         access_log: open_access_log(args)?,
+        guard: crate::proxy::guard::Limits {
+            max_uri_length: args.harden.max_uri_length as usize,
+            max_request_body: args.harden.max_request_body,
+        },
     };
     Ok(Arc::new(Proxy::new(cache, upstream, settings)))
 }
@@ -197,16 +201,13 @@ async fn serve(
         modes = %mode_summary(&args.modes),
         "listening on {scheme}://{local}/"
     );
-    if !args.host.is_loopback() {
-        tracing::warn!(
-            host = %args.host,
-            "bound to a non-loopback address: anyone who can reach it can use this proxy"
-        );
-    }
     let settings = ServerSettings {
-        header_timeout: std::time::Duration::from_secs(30),
+        header_timeout: args.harden.header_read_timeout,
         grace: args.shutdown_grace,
         tls,
+        gate: Arc::new(crate::access::clients::gate(&args.harden, args.host)),
+        max_header_size: usize::try_from(args.harden.max_header_size).unwrap_or(usize::MAX),
+        max_headers: args.harden.max_headers,
     };
     server::serve(listener, proxy.clone(), settings, shutdown_signal()).await;
     if let Some(cache) = proxy.cache() {

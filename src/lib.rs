@@ -4,6 +4,7 @@
 //! Dependencies point one way: `app -> {server, proxy} -> cache`; nothing in `cache` knows
 //! about the proxy or the network.
 
+pub mod access;
 pub mod access_log;
 pub mod app;
 pub mod cache;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::assess::Assessed;
 use super::body::ProxyBody;
 use super::fetch::Fetch;
+use super::guard::{self, body::ClientBody};
 use super::headers;
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
@@ -49,6 +50,8 @@ pub struct ProxySettings {
     pub rules: SharedRules,
     /// Where each request is logged in Combined Log Format, if anywhere.
     pub access_log: Option<AccessLog>,
+    /// Request size limits (see `guard`).
+    pub guard: guard::Limits,
 }
 
 /// Who sent a request: the server puts this in each request's extensions.
@@ -139,6 +142,10 @@ impl Proxy {
                 Mode::Embedded
             }
         };
+        let (limits, head) = (&self.settings.guard, req.headers());
+        if let Err(refusal) = guard::request::check_head(req.method(), req.uri(), req.version(), head, limits) {
+            return (refusal.response(), CacheResult::Local, mode_of(&req));
+        }
         if headers::via_names(req.headers()).any(|name| name == self.settings.via_name) {
             let msg = format!("loop: this request already passed through {}", self.settings.via_name);
             let (resp, result) = local(StatusCode::LOOP_DETECTED, &msg);
@@ -172,13 +179,17 @@ impl Proxy {
                 headers::add_forwarding(&mut parts.headers, c.addr.ip(), c.tls, host.as_deref());
             }
         }
+        let body = match guard::body::prepare(body, self.settings.guard.max_request_body).await {
+            Ok(body) => body,
+            Err(refusal) => return (refusal.response(), CacheResult::Local, mode),
+        };
         let ask = Ask { method: parts.method, headers: parts.headers, target };
         let (resp, result) = self.route_to(ask, body).await;
         (resp, result, mode)
     }
 
     /// Serves a routed request: from the cache for GET and HEAD when caching is on.
-    async fn route_to(self: &Arc<Self>, ask: Ask, body: Incoming) -> (Response<ProxyBody>, CacheResult) {
+    async fn route_to(self: &Arc<Self>, ask: Ask, body: ClientBody) -> (Response<ProxyBody>, CacheResult) {
         let cache = match &self.cache {
             Some(c) if ask.method == Method::GET || ask.method == Method::HEAD => c.clone(),
             _ => return Fetch::new(self, &ask).pass(Some(body), "bypass").await,

@@ -17,11 +17,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::guard::body::ClientBody;
+use super::guard::response::check_upstream_head;
+
 pub use limit::{HostLimits, UpstreamIncoming};
 pub use tls::{client_config, TlsSetupError};
 
 /// The body of an upstream request: empty (GET, revalidation) or the client's own.
-pub type UpstreamBody = Either<Empty<Bytes>, Incoming>;
+pub type UpstreamBody = Either<Empty<Bytes>, ClientBody>;
 
 /// Deadlines for upstream exchanges.
 #[derive(Clone, Copy, Debug)]
@@ -177,7 +180,10 @@ impl Upstream {
                 UpstreamError::Timeout { target: target.to_string(), secs: deadline.as_secs_f64() },
                 false,
             )),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => match check_upstream_head(resp.headers()) {
+                Ok(()) => Ok(resp),
+                Err(reason) => Err((UpstreamError::Protocol { target: target.to_string(), reason }, false)),
+            },
             Ok(Err(e)) if e.is_connect() => {
                 let reason = root_cause(&e);
                 if reason.contains("timed out") {
