@@ -49,14 +49,18 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr =
-            addr.trim_matches(['[', ']']).parse().map_err(|_| format!("'{s}' is not an IP address or CIDR"))?;
+        let addr: IpAddr = addr
+            .trim_matches(['[', ']'])
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address or CIDR"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                format!("'{s}': the prefix length must be a number from 0 to {max}")
-            })?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}': the prefix length must be a number from 0 to {max}"))?,
         };
         Self::new(addr, prefix).ok_or_else(|| format!("'{s}' is not a CIDR"))
     }

@@ -143,7 +143,8 @@ impl Proxy {
             }
         };
         let (limits, head) = (&self.settings.guard, req.headers());
-        if let Err(refusal) = guard::request::check_head(req.method(), req.uri(), req.version(), head, limits) {
+        if let Err(refusal) = guard::request::check_head(req.method(), req.uri(), req.version(), head, limits)
+        {
             return (refusal.response(), CacheResult::Local, mode_of(&req));
         }
         if headers::via_names(req.headers()).any(|name| name == self.settings.via_name) {

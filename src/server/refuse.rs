@@ -16,9 +16,10 @@ pub async fn answer(mut stream: TcpStream, peer: SocketAddr, verdict: Admission,
     let (status, reason) = match verdict {
         Admission::NotAllowed => ("403 Forbidden", "client address not allowed (--allow-client)"),
         Admission::Full => ("503 Service Unavailable", "too many connections (--max-connections)"),
-        Admission::ClientFull => {
-            ("503 Service Unavailable", "too many connections from this address (--max-connections-per-client)")
-        }
+        Admission::ClientFull => (
+            "503 Service Unavailable",
+            "too many connections from this address (--max-connections-per-client)",
+        ),
         Admission::Admitted(_) => return,
     };
     tracing::info!(%peer, status, "{reason}: connection refused");

@@ -83,8 +83,12 @@ fn transfer_codings(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
-        .flat_map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned().split(',').map(str::to_owned).collect::<Vec<_>>())
-        .map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        .flat_map(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            text.split(',')
+                .map(|c| c.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
         .filter(|c| !c.is_empty())
         .collect()
 }
@@ -126,7 +130,11 @@ mod tests {
     #[test]
     fn codings_other_than_chunked_are_501() {
         for te in ["gzip, chunked", "chunked, chunked", "identity"] {
-            assert_eq!(check("POST", "/x", &[("transfer-encoding", te)]), Err(StatusCode::NOT_IMPLEMENTED), "{te}");
+            assert_eq!(
+                check("POST", "/x", &[("transfer-encoding", te)]),
+                Err(StatusCode::NOT_IMPLEMENTED),
+                "{te}"
+            );
         }
     }
 

@@ -30,7 +30,9 @@ mod tests {
     fn ambiguous_heads_are_refused() {
         assert!(check_upstream_head(&head(&[("content-length", "3")])).is_ok());
         assert!(check_upstream_head(&head(&[("transfer-encoding", "chunked")])).is_ok());
-        assert!(check_upstream_head(&head(&[("content-length", "3"), ("transfer-encoding", "chunked")])).is_err());
+        assert!(
+            check_upstream_head(&head(&[("content-length", "3"), ("transfer-encoding", "chunked")])).is_err()
+        );
         assert!(check_upstream_head(&head(&[("content-length", "3"), ("content-length", "4")])).is_err());
         assert!(check_upstream_head(&head(&[("content-length", "3x")])).is_err());
     }

@@ -1,0 +1,282 @@
+//! Hostile input and abuse: smuggling-shaped requests, size limits, ambiguous upstream
+//! responses, the client allow-list, connection limits and header/idle timeouts. Raw sockets
+//! throughout, so the exact bytes on the wire are the test's own.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::origin::RawOrigin;
+use support::{get, raw, Origin, ProxyBuilder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// The status code of a raw answer ("HTTP/1.1 400 ..." -> 400).
+fn status_of(answer: &str) -> u16 {
+    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Sends `bytes`, half-closes, and reads the answer until the proxy closes (bounded).
+async fn raw_half_closed(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_or_malformed_requests_get_exact_statuses_and_never_reach_the_origin() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[], "hello");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let p = origin.port();
+    let post =
+        |fields: &str, body: &str| format!("POST /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\n{fields}\r\n{body}");
+    let get_with = |fields: &str| format!("GET /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("differing CLs", post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!"), 400),
+        ("CL list", post("Content-Length: 5, 6\r\n", "hello!"), 400),
+        ("signed CL", post("Content-Length: +5\r\n", "hello"), 400),
+        ("TE not ending in chunked", post("Transfer-Encoding: chunked, gzip\r\n", ""), 400),
+        ("TE gzip, chunked", post("Transfer-Encoding: gzip, chunked\r\n", "0\r\n\r\n"), 501),
+        ("TE identity", post("Transfer-Encoding: identity\r\n", ""), 400),
+        (
+            "TE on HTTP/1.0",
+            format!("POST /127.0.0.1:{p}/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            400,
+        ),
+        ("obs-fold", get_with("X-A: a\r\n b\r\n"), 400),
+        ("bare CR in a field", get_with("X-A: a\rb\r\n"), 400),
+        ("NUL in a field", get_with("X-A: a\0b\r\n"), 400),
+        ("control char in a field", get_with("X-A: a\x01b\r\n"), 400),
+        ("DEL in a field", get_with("X-A: a\x7fb\r\n"), 400),
+        ("space before colon", get_with("X-A : b\r\n"), 400),
+        ("control char in the target", format!("GET /127.0.0.1:{p}/x\x01 HTTP/1.1\r\nHost: x\r\n\r\n"), 400),
+        ("two Host fields", get_with("Host: y\r\n"), 400),
+        ("bad chunk size", post("Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"), 400),
+        ("chunk size with bare LF", post("Transfer-Encoding: chunked\r\n", "5\nhello\r\n0\r\n\r\n"), 400),
+        ("chunk size overflow", post("Transfer-Encoding: chunked\r\n", "fffffffffffffffff\r\nx\r\n"), 400),
+    ];
+    for (name, request, expected) in cases {
+        let answer = raw(proxy.port, request.as_bytes()).await;
+        assert_eq!(status_of(&answer), expected, "{name}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("connection: close"), "{name}: {answer}");
+        assert_eq!(origin.connections(), 0, "{name} reached the origin");
+    }
+    // A body cut short (the client half-closes after 5 of 10 bytes): never forwarded.
+    let short = post("Content-Length: 10\r\n", "hello");
+    let answer = raw_half_closed(proxy.port, short.as_bytes()).await;
+    assert!(status_of(&answer) == 400 || answer.is_empty(), "{answer}");
+    assert_eq!(origin.connections(), 0, "a body cut short reached the origin");
+    // The same requests framed properly go through, so the cases above failed for their flaw.
+    let fine = raw(proxy.port, post("Content-Length: 5\r\nConnection: close\r\n", "hello").as_bytes()).await;
+    assert_eq!(status_of(&fine), 200, "{fine}");
+    let chunked = post("Transfer-Encoding: chunked\r\nConnection: close\r\n", "5\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(status_of(&raw(proxy.port, chunked.as_bytes()).await), 200);
+    assert_eq!(origin.hits("/x"), 2);
+}
+
+/// Both Content-Length and Transfer-Encoding: hyper frames the message by the chunked coding,
+/// drops Content-Length and closes the connection after the answer (RFC 9112 §6.3, the
+/// intermediary's option), so neither the origin nor a request hidden behind it sees an
+/// ambiguous message.
+#[tokio::test(flavor = "multi_thread")]
+async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[], "hello");
+    origin.ok("/smuggled", &[], "no");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let p = origin.port();
+    let hidden = format!("GET /127.0.0.1:{p}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    for fields in
+        ["Content-Length: 5\r\nTransfer-Encoding: chunked", "Transfer-Encoding: chunked\r\nContent-Length: 5"]
+    {
+        // Read by Content-Length the body would be "0\r\n\r\n" + 1 byte; read as chunked it is empty
+        // and the hidden request follows. Either way it must not be served.
+        let req = format!("POST /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\n{fields}\r\n\r\n0\r\n\r\n{hidden}");
+        let answer = raw(proxy.port, req.as_bytes()).await;
+        assert_eq!(status_of(&answer), 200, "{answer}");
+        assert_eq!(answer.matches("HTTP/1.1").count(), 1, "one answer, then close: {answer}");
+        let seen = origin.last_request("/x").unwrap();
+        assert!(seen.get("content-length").is_none_or(|v| v == "0"), "{seen:?}");
+    }
+    assert_eq!(origin.hits("/x"), 2);
+    assert_eq!(origin.hits("/smuggled"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_line_head_and_body_limits_answer_414_431_413() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[], "hello");
+    let dir = tmp();
+    let proxy =
+        ProxyBuilder::new(60, origin.port(), dir.path()).arg("--max-request-body").arg("1KiB").start();
+    let p = origin.port();
+    let long = format!("GET /127.0.0.1:{p}/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(9000));
+    assert_eq!(status_of(&raw(proxy.port, long.as_bytes()).await), 414);
+    let longer = format!("GET /127.0.0.1:{p}/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(70_000));
+    // Longer than the whole head may be (--max-header-size): hyper's own answer.
+    assert_eq!(status_of(&raw(proxy.port, longer.as_bytes()).await), 431);
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    assert_eq!(status_of(&raw(proxy.port, many.as_bytes()).await), 431);
+    let big = format!("GET /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(70_000));
+    assert_eq!(status_of(&raw(proxy.port, big.as_bytes()).await), 431);
+    let declared = format!("POST /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n");
+    assert_eq!(status_of(&raw(proxy.port, declared.as_bytes()).await), 413);
+    let chunk = "a".repeat(600);
+    let streamed = format!(
+        "POST /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    assert_eq!(status_of(&raw(proxy.port, streamed.as_bytes()).await), 413);
+    assert_eq!(origin.connections(), 0);
+    // At the limits, requests pass.
+    let at = format!(
+        "POST /127.0.0.1:{p}/x{} HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n{}",
+        "a".repeat(8192 - 20),
+        "b".repeat(1024)
+    );
+    assert_eq!(status_of(&raw(proxy.port, at.as_bytes()).await), 404, "routed, not refused");
+    let at_body = format!(
+        "POST /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\nConnection: close\r\n\r\n{}",
+        "b".repeat(1024)
+    );
+    assert_eq!(status_of(&raw(proxy.port, at_body.as_bytes()).await), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_responses_with_ambiguous_framing_are_502_and_never_stored() {
+    let lm = support::last_modified();
+    let replies = [
+        format!("HTTP/1.1 200 OK\r\nLast-Modified: {lm}\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        format!("HTTP/1.1 200 OK\r\nLast-Modified: {lm}\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        format!("HTTP/1.1 200 OK\r\nLast-Modified: {lm}\r\nContent-Length: 5x\r\n\r\nhello"),
+        format!("HTTP/1.1 200 OK\r\nLast-Modified: {lm}\r\nX-A: a\rb\r\nContent-Length: 5\r\n\r\nhello"),
+    ];
+    for reply in replies {
+        let origin = RawOrigin::start(reply.clone()).await;
+        let dir = tmp();
+        let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+        for round in 1..=2 {
+            let got = get(&proxy.url(origin.port(), "/r"), &[]).await;
+            assert_eq!(got.status, 502, "{reply:?}");
+            assert_eq!(origin.hits(), round, "not stored: {reply:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_outside_the_allow_list_get_403_and_the_effective_list_is_logged() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[("Last-Modified", &support::last_modified())], "hello");
+    let dir = tmp();
+    let proxy =
+        ProxyBuilder::new(60, origin.port(), dir.path()).arg("--allow-client").arg("10.0.0.0/8").start();
+    let req = format!("GET /127.0.0.1:{}/x HTTP/1.1\r\nHost: x\r\n\r\n", origin.port());
+    let answer = raw(proxy.port, req.as_bytes()).await;
+    assert_eq!(status_of(&answer), 403, "{answer}");
+    assert!(answer.contains("--allow-client"), "{answer}");
+    assert_eq!(origin.connections(), 0);
+    assert!(proxy.wait_log("allow_client=10.0.0.0/8", Duration::from_secs(5)), "{:?}", proxy.log());
+
+    // Default on loopback: loopback only, no warning.
+    let dir2 = tmp();
+    let local = ProxyBuilder::new(60, origin.port(), dir2.path()).start();
+    assert_eq!(get(&local.url(origin.port(), "/x"), &[]).await.status, 200);
+    assert!(local.wait_log("allow_client=127.0.0.0/8, ::1/128", Duration::from_secs(5)), "{:?}", local.log());
+    assert!(!local.log().iter().any(|l| l.contains("OPEN PROXY")));
+
+    // A network bind without --allow-client keeps serving everyone and says so loudly.
+    let dir3 = tmp();
+    let open = ProxyBuilder::new(60, origin.port(), dir3.path()).arg("--host").arg("0.0.0.0").start();
+    assert!(open.wait_log("OPEN PROXY", Duration::from_secs(5)), "{:?}", open.log());
+    assert!(open.log().iter().any(|l| l.contains("WARN") && l.contains("OPEN PROXY")));
+    assert_eq!(get(&open.url(origin.port(), "/x"), &[]).await.status, 200);
+}
+
+/// A keep-alive connection that has had one answer (so the proxy has admitted it).
+async fn admitted_connection(port: u16, origin: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET /127.0.0.1:{origin}/x HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).ends_with("hello") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(status_of(&String::from_utf8_lossy(&got)), 200);
+    s
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_over_the_limits_get_503_and_close_and_slots_come_back() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[("Last-Modified", &support::last_modified())], "hello");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--max-connections").arg("2").start();
+    let req = format!("GET /127.0.0.1:{}/x HTTP/1.1\r\nHost: x\r\n\r\n", origin.port());
+    let first = admitted_connection(proxy.port, origin.port()).await;
+    let _second = admitted_connection(proxy.port, origin.port()).await;
+    let answer = raw(proxy.port, req.as_bytes()).await;
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(answer.contains("Connection: close") && answer.contains("--max-connections"), "{answer}");
+    drop(first);
+    let mut again = String::new();
+    for _ in 0..200 {
+        again = raw(proxy.port, format!("{}Connection: close\r\n\r\n", req.trim_end()).as_bytes()).await;
+        if status_of(&again) == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status_of(&again), 200, "the closed connection's slot is free again: {again}");
+
+    let dir2 = tmp();
+    let per_client = ProxyBuilder::new(60, origin.port(), dir2.path())
+        .arg("--max-connections-per-client")
+        .arg("1")
+        .start();
+    let _one = admitted_connection(per_client.port, origin.port()).await;
+    let answer = raw(per_client.port, req.as_bytes()).await;
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(answer.contains("--max-connections-per-client"), "{answer}");
+}
+
+/// Reads until the proxy closes the connection; returns what came and how long it took.
+async fn until_closed(s: &mut TcpStream) -> (String, Duration) {
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
+    (String::from_utf8_lossy(&out).into_owned(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_request_heads_and_idle_keep_alive_connections_are_closed() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[("Last-Modified", &support::last_modified())], "hello");
+    let dir = tmp();
+    let proxy =
+        ProxyBuilder::new(60, origin.port(), dir.path()).arg("--header-read-timeout").arg("1s").start();
+    // Slowloris: a head that never ends.
+    let mut slow = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    slow.write_all(b"GET /127.0.0.1:1/x HTTP/1.1\r\nHost: x\r\nX-A: ").await.unwrap();
+    let (answer, took) = until_closed(&mut slow).await;
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert!(!answer.contains(" 200 "), "{answer}");
+    // Idle keep-alive: closed after the same timeout once the answer is sent.
+    let mut idle = admitted_connection(proxy.port, origin.port()).await;
+    let (rest, took) = until_closed(&mut idle).await;
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(5), "closed after {took:?}");
+    assert!(!rest.contains("HTTP/1.1 2"), "{rest}");
+    assert_eq!(origin.connections(), 1);
+}
