@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 
+use crate::access::TargetAcl;
 use crate::access_log::AccessLog;
 use crate::cache::policy::PolicyConfig;
 use crate::cache::{Cache, CacheLimits};
@@ -54,6 +55,9 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         Some(Arc::new(cache))
     };
     let m = &args.modes;
+    let h = &args.harden;
+    let targets = Arc::new(TargetAcl::new(h.allow_target.clone(), h.deny_target.clone(), h.deny_private));
+    tracing::info!(rules = %targets.describe(), "upstream targets");
     let upstream = Upstream::new(&UpstreamSettings {
         timeouts: Timeouts {
             connect: args.connect_timeout,
@@ -64,6 +68,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         pool_idle_timeout: m.pool_idle_timeout,
         extra_ca: m.upstream_ca.clone(),
         max_per_host: m.upstream_max_connections_per_host,
+        targets: targets.clone(),
     })?;
     let via_name = via_name(listen_port);
     let settings = ProxySettings {
@@ -87,6 +92,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
             ports: m.connect_ports.clone(),
             connect_timeout: args.connect_timeout,
             idle_timeout: m.connect_idle_timeout,
+            targets,
         },
         via: http::HeaderValue::from_str(&format!("1.1 {via_name} (httpcache-proxy)"))
             .context("the host name is not usable in Via")?,

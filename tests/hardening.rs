@@ -280,3 +280,59 @@ async fn slow_request_heads_and_idle_keep_alive_connections_are_closed() {
     assert!(!rest.contains("HTTP/1.1 2"), "{rest}");
     assert_eq!(origin.connections(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_rules_are_checked_on_the_resolved_address_for_requests_and_tunnels() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[("Last-Modified", &support::last_modified())], "hello");
+    let p = origin.port();
+    // Default: metadata refused, loopback (the test origin) allowed.
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, p, dir.path()).start();
+    let got = get(&format!("http://127.0.0.1:{}/169.254.169.254/latest/meta-data/", proxy.port), &[]).await;
+    assert_eq!(got.status, 403);
+    assert!(String::from_utf8_lossy(&got.body).contains("169.254.0.0/16"), "{:?}", got.body);
+    assert_eq!(get(&proxy.url(p, "/x"), &[]).await.status, 200);
+    assert!(proxy.wait_log("upstream targets", Duration::from_secs(5)));
+
+    // --deny-private: loopback refused, by address and by a name that resolves to it.
+    let dir2 = tmp();
+    let private = ProxyBuilder::new(60, p, dir2.path())
+        .arg("--deny-private")
+        .arg("--connect-port")
+        .arg(&p.to_string())
+        .start();
+    for host in ["127.0.0.1", "localhost"] {
+        let got = get(&format!("http://127.0.0.1:{}/{host}:{p}/x", private.port), &[]).await;
+        assert_eq!(got.status, 403, "{host}");
+        assert!(String::from_utf8_lossy(&got.body).contains("--deny-private"), "{:?}", got.body);
+        let tunnel = format!("CONNECT {host}:{p} HTTP/1.1\r\nHost: {host}:{p}\r\nConnection: close\r\n\r\n");
+        let answer = raw(private.port, tunnel.as_bytes()).await;
+        assert_eq!(status_of(&answer), 403, "CONNECT {host}: {answer}");
+    }
+    assert_eq!(origin.connections(), 1, "only the first proxy's allowed request");
+
+    // An --allow-target exception lifts --deny-private for that address only.
+    let dir3 = tmp();
+    let allowed = ProxyBuilder::new(60, p, dir3.path())
+        .arg("--deny-private")
+        .arg("--allow-target")
+        .arg("127.0.0.1")
+        .start();
+    assert_eq!(get(&allowed.url(p, "/x"), &[]).await.status, 200);
+
+    // --deny-target by host pattern, and by range (reached through a name).
+    let dir4 = tmp();
+    let denied = ProxyBuilder::new(60, p, dir4.path())
+        .arg("--deny-target")
+        .arg("*host")
+        .arg("--deny-target")
+        .arg("127.0.0.2/32")
+        .start();
+    let got = get(&format!("http://127.0.0.1:{}/localhost:{p}/x", denied.port), &[]).await;
+    assert_eq!(got.status, 403);
+    assert!(String::from_utf8_lossy(&got.body).contains("--deny-target *host"), "{:?}", got.body);
+    let got = get(&format!("http://127.0.0.1:{}/127.0.0.2:{p}/x", denied.port), &[]).await;
+    assert_eq!(got.status, 403);
+    assert_eq!(origin.connections(), 2);
+}

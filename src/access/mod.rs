@@ -2,6 +2,8 @@
 
 pub mod cidr;
 pub mod clients;
+pub mod targets;
 
 pub use cidr::Cidr;
 pub use clients::{Admission, ClientGate, GateLimits};
+pub use targets::{TargetAcl, TargetRefused};

@@ -5,6 +5,7 @@ use clap::Args;
 use std::time::Duration;
 
 use crate::access::cidr::{parse_cidr, Cidr};
+use crate::access::targets::{parse_target_rule, TargetRule};
 use crate::config::{parse_duration, parse_size};
 
 /// Limits and access control against hostile clients.
@@ -37,4 +38,16 @@ pub struct HardenArgs {
     /// its next request (slowloris and idle keep-alive guard); also bounds the TLS handshake.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+    /// Upstream target allowed (host glob like '*.example.com', or CIDR; repeatable). When
+    /// given, only matching targets are reached, and a match lifts the built-in denials.
+    #[arg(long = "allow-target", value_name = "HOST|CIDR", value_parser = parse_target_rule)]
+    pub allow_target: Vec<TargetRule>,
+    /// Upstream target refused with 403 (host glob or CIDR, checked on the resolved address;
+    /// repeatable). Link-local and cloud metadata addresses are always refused.
+    #[arg(long = "deny-target", value_name = "HOST|CIDR", value_parser = parse_target_rule)]
+    pub deny_target: Vec<TargetRule>,
+    /// Also refuse private, shared, unique-local and loopback targets (SSRF protection for a
+    /// proxy that serves a network).
+    #[arg(long)]
+    pub deny_private: bool,
 }
