@@ -336,3 +336,66 @@ async fn target_rules_are_checked_on_the_resolved_address_for_requests_and_tunne
     assert_eq!(got.status, 403);
     assert_eq!(origin.connections(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_keys_keep_scheme_host_and_port_apart_and_targets_are_validated() {
+    let lm = support::last_modified();
+    let (a, b) = (Origin::start().await, Origin::start().await);
+    a.ok("/same", &[("Last-Modified", &lm)], "from a");
+    b.ok("/same", &[("Last-Modified", &lm)], "from b");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, a.port(), dir.path()).start();
+    for _ in 0..2 {
+        assert_eq!(&get(&proxy.url(a.port(), "/same"), &[]).await.body[..], b"from a");
+        assert_eq!(&get(&proxy.url(b.port(), "/same"), &[]).await.body[..], b"from b");
+    }
+    assert_eq!((a.hits("/same"), b.hits("/same")), (1, 1), "one entry per port");
+    // Another name for the same address is another key (the key is what the client named).
+    let by_name = format!("http://127.0.0.1:{}/localhost:{}/same", proxy.port, a.port());
+    assert_eq!(&get(&by_name, &[]).await.body[..], b"from a");
+    assert_eq!(a.hits("/same"), 2);
+    // A forward request keys and sends by its absolute URI, not by a Host field that disagrees.
+    let forward = format!(
+        "GET http://127.0.0.1:{}/same HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        b.port()
+    );
+    let answer = raw(proxy.port, forward.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("from b"), "{answer}");
+    assert_eq!(b.hits("/same"), 1, "served from the entry the URI names");
+
+    // Userinfo, bad ports and characters in the embedded target are refused before any lookup.
+    let p = a.port();
+    for target in [
+        format!("/user@127.0.0.1:{p}/same"),
+        format!("/user:pw@127.0.0.1:{p}/same"),
+        format!("/127.0.0.1:{p}x/same"),
+        "/127.0.0.1:99999/same".to_string(),
+        format!("/127.0.0.1%0d%0aX-Injected:%20yes:{p}/same"),
+        format!("/127.0.0.1%20:{p}/same"),
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = raw(proxy.port, req.as_bytes()).await;
+        assert_eq!(status_of(&answer), 400, "{target}: {answer}");
+    }
+    let with_userinfo =
+        format!("GET http://user@127.0.0.1:{p}/same HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status_of(&raw(proxy.port, with_userinfo.as_bytes()).await), 400);
+    assert_eq!(a.hits("/same"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_max_object_size_are_served_whole_but_never_stored() {
+    let origin = Origin::start().await;
+    let big = "x".repeat(3000);
+    origin.ok("/big", &[("Last-Modified", &support::last_modified())], &big);
+    origin.ok("/small", &[("Last-Modified", &support::last_modified())], "small");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--max-object-size").arg("2KiB").start();
+    for round in 1..=2 {
+        let got = get(&proxy.url(origin.port(), "/big"), &[]).await;
+        assert_eq!((got.status.as_u16(), got.body.len()), (200, 3000));
+        assert_eq!(origin.hits("/big"), round);
+        get(&proxy.url(origin.port(), "/small"), &[]).await;
+    }
+    assert_eq!(origin.hits("/small"), 1, "a body within the limit is stored");
+}
