@@ -399,3 +399,59 @@ async fn bodies_over_max_object_size_are_served_whole_but_never_stored() {
     }
     assert_eq!(origin.hits("/small"), 1, "a body within the limit is stored");
 }
+
+/// Whether a raw answer is a complete-looking 200 (status 200 and as many body bytes as its
+/// Content-Length says).
+fn complete_200(answer: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(answer);
+    let Some((head, _)) = text.split_once("\r\n\r\n") else { return false };
+    let body_len = answer.len() - head.len() - 4;
+    let declared = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+        .and_then(|v| v.parse::<usize>().ok());
+    status_of(&text) == 200 && declared == Some(body_len)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn coalesced_clients_of_a_leader_whose_upstream_dies_get_502_or_a_cut_never_a_whole_body() {
+    let origin = Origin::start().await;
+    let headers = vec![("Last-Modified".to_string(), support::last_modified())];
+    for (path, len, sent) in [("/small", 20_000, 5_000), ("/large", 1 << 20, 300_000)] {
+        let dies = support::Behaviour::AbortAfter { len, sent, headers: headers.clone() };
+        let delay = Duration::from_millis(800);
+        origin.route(path, support::Behaviour::Delay { delay, then: Box::new(dies) });
+    }
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    for path in ["/small", "/large"] {
+        let req = format!(
+            "GET /127.0.0.1:{}{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            origin.port()
+        );
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let (req, port) = (req.clone(), proxy.port);
+                tokio::spawn(async move {
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                    s.write_all(req.as_bytes()).await.unwrap();
+                    let mut out = Vec::new();
+                    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+                    out
+                })
+            })
+            .collect();
+        let mut bad_gateway = 0;
+        for client in clients {
+            let answer = client.await.unwrap();
+            bad_gateway += usize::from(answer.starts_with(b"HTTP/1.1 502"));
+            let text = String::from_utf8_lossy(&answer[..answer.len().min(200)]).into_owned();
+            assert!(!complete_200(&answer), "{path}: a cut body reached a client looking whole: {text}");
+            assert!(status_of(&text) == 502 || status_of(&text) == 200, "{path}: {text}");
+        }
+        assert_eq!(origin.hits(path), 1, "{path}: the waiting clients were released, not sent again");
+        if path == "/small" {
+            assert!(bad_gateway >= 1, "a small body is read whole, so its leader answers 502");
+        }
+    }
+}

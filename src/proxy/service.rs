@@ -405,6 +405,12 @@ impl Proxy {
                 Phase::Failed(status, msg) => {
                     return Some((respond::error(status, &msg), CacheResult::Local))
                 }
+                // The leader's upstream died mid-body before this request could join: release
+                // it with 502 rather than have every waiting client fetch again.
+                Phase::Ready(fill) if fill.upstream_failure().is_some() => {
+                    let why = fill.upstream_failure().map(|e| e.to_string()).unwrap_or_default();
+                    return Some((respond::error(StatusCode::BAD_GATEWAY, &why), CacheResult::Local));
+                }
                 // Another variant: look up again (the Vary marker now maps this request to
                 // its own variant). A response that may not serve others: fetch alone.
                 Phase::Ready(_) => return None,
