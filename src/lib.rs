@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod fuzzing;
 pub mod logging;
 pub mod proxy;
 pub mod reload;
