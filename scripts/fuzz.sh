@@ -25,7 +25,7 @@ for target in $(cargo fuzz list); do
   rc=0
   cargo fuzz run "$target" --sanitizer none "$work/$target" -- -max_total_time="$secs" -rss_limit_mb=1024 \
     >"$work/$target.log" 2>&1 || rc=$?
-  grep -E '^#[0-9]+ +DONE|panicked|ERROR|SUMMARY|artifact' "$work/$target.log" | tail -5 || true
+  grep -E 'DONE|^Done [0-9]+ runs|panicked|ERROR|SUMMARY|crash-' "$work/$target.log" | tail -5 || true
   if [ "$rc" -ne 0 ]; then
     tail -30 "$work/$target.log"
     exit "$rc"
