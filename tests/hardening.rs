@@ -62,6 +62,16 @@ async fn ambiguous_or_malformed_requests_get_exact_statuses_and_never_reach_the_
         ("two Host fields", get_with("Host: y\r\n"), 400),
         ("bad chunk size", post("Transfer-Encoding: chunked\r\n", "zz\r\nhello\r\n0\r\n\r\n"), 400),
         ("chunk size with bare LF", post("Transfer-Encoding: chunked\r\n", "5\nhello\r\n0\r\n\r\n"), 400),
+        (
+            "chunk extension with a bare LF",
+            post("Transfer-Encoding: chunked\r\n", "5;ext\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
+        (
+            "chunk data longer than its size",
+            post("Transfer-Encoding: chunked\r\n", "2\r\nhello\r\n0\r\n\r\n"),
+            400,
+        ),
         ("chunk size overflow", post("Transfer-Encoding: chunked\r\n", "fffffffffffffffff\r\nx\r\n"), 400),
     ];
     for (name, request, expected) in cases {
