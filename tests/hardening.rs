@@ -465,3 +465,35 @@ async fn coalesced_clients_of_a_leader_whose_upstream_dies_get_502_or_a_cut_neve
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_header_lists_over_the_limit_are_refused_with_431() {
+    let origin = Origin::start().await;
+    origin.ok("/x", &[], "hello");
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let io = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let uri = format!("http://127.0.0.1:{}/127.0.0.1:{}/x", proxy.port, origin.port());
+    // Above hyper's 16 KiB default, within --max-header-size (64 KiB): served.
+    let within = http::Request::get(&uri)
+        .header("x-big", "b".repeat(20_000))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(within).await.unwrap().status(), 200);
+    let big = http::Request::get(&uri)
+        .header("x-big", "b".repeat(70_000))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    match sender.send_request(big).await {
+        Ok(resp) => assert_eq!(resp.status(), 431),
+        Err(e) => panic!("expected a 431 answer, got {e}"),
+    }
+    assert_eq!(origin.hits("/x"), 1);
+}

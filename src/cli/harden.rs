@@ -14,7 +14,8 @@ pub struct HardenArgs {
     /// Longest request target (path and query; with the authority in absolute form): 414 over.
     #[arg(long, default_value = "8KiB", value_parser = parse_size)]
     pub max_uri_length: u64,
-    /// Largest request head (request line and header fields): 431 over (at least 8KiB).
+    /// Largest request head (request line and header fields; the header list in HTTP/2): 431
+    /// over (at least 8KiB).
     #[arg(long, default_value = "64KiB", value_parser = parse_size)]
     pub max_header_size: u64,
     /// Most header fields in a request: 431 over.

@@ -118,7 +118,8 @@ fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
         .keep_alive(true)
         .max_buf_size(settings.max_header_size.max(8192))
         .max_headers(settings.max_headers);
-    builder.http2().timer(TokioTimer::new());
+    let header_list = u32::try_from(settings.max_header_size).unwrap_or(u32::MAX);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(header_list);
     builder
 }
 

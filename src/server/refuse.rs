@@ -22,7 +22,8 @@ pub async fn answer(mut stream: TcpStream, peer: SocketAddr, verdict: Admission,
         ),
         Admission::Admitted(_) => return,
     };
-    tracing::info!(%peer, status, "{reason}: connection refused");
+    // Debug, not info: a flood of refused connections must not become a flood of log lines.
+    tracing::debug!(%peer, status, "{reason}: connection refused");
     if tls {
         return;
     }
