@@ -29,3 +29,6 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== tests (unit, integration, examples build)"
 # One debug build serves clippy's dependencies, the tests and the examples.
 cargo test --all-targets --locked
+
+echo "== fuzz (each target for a bounded time; SKIP_FUZZ=1 skips)"
+[ "${SKIP_FUZZ:-0}" = 1 ] || ./scripts/fuzz.sh "${FUZZ_SECONDS:-30}"

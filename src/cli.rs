@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod harden;
+
 use crate::cache::policy::rules::Rule;
 use crate::config::rule::parse_rule;
 use crate::config::{parse_duration, parse_field_name, parse_size, FieldName};
@@ -140,6 +142,9 @@ pub struct RunArgs {
     /// Forward, reverse and CONNECT modes, TLS and the upstream pool.
     #[command(flatten)]
     pub modes: ModeArgs,
+    /// Limits and access control against hostile clients.
+    #[command(flatten)]
+    pub harden: harden::HardenArgs,
     /// TOML file holding any of these settings (keys named as the long flags, e.g.
     /// `cache-size = "10GiB"`) and the cache rules; flags given here override it. SIGHUP
     /// reloads it.

@@ -4,6 +4,7 @@
 //! Dependencies point one way: `app -> {server, proxy, admin, tools} -> {metrics, cache}`;
 //! nothing in `cache` knows about the proxy, the metrics or the network.
 
+pub mod access;
 pub mod access_log;
 pub mod admin;
 pub mod app;
@@ -11,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod fuzzing;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::metrics::{self, CacheCollector};
-use crate::proxy::purge::Cidr;
+use crate::access::cidr::{parse_cidr, Cidr};
 use crate::proxy::Proxy;
 
 /// Flags of the admin listener and of PURGE.
@@ -34,7 +34,7 @@ pub struct AdminArgs {
     pub admin_host: IpAddr,
     /// Clients allowed to send PURGE to the proxy port (repeatable CIDR, e.g. 10.0.0.0/8);
     /// others get 403.
-    #[arg(long = "purge-allow", value_name = "CIDR", value_parser = Cidr::parse,
+    #[arg(long = "purge-allow", value_name = "CIDR", value_parser = parse_cidr,
           default_values = ["127.0.0.0/8", "::1/128"])]
     pub purge_allow: Vec<Cidr>,
 }

@@ -4,6 +4,7 @@
 mod assess;
 pub mod body;
 mod fetch;
+pub mod guard;
 pub mod headers;
 mod pass;
 pub mod purge;
