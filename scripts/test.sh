@@ -17,6 +17,7 @@ need() { # need <command> <package>
   $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }
 need curl curl # tests/modes.rs: a real client through -x and HTTPS_PROXY
+need redis-server redis-server # tests/shared_cache.rs: standalone Redis and a 3-node Redis Cluster
 
 echo "== format"
 cargo fmt --all -- --check

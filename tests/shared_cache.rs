@@ -1,0 +1,180 @@
+//! The shared (Redis) tier end to end: several real proxies, one real origin and a real
+//! redis-server (standalone or a 3-node Cluster), counting what reaches the origin.
+
+mod support;
+
+use std::time::Duration;
+
+use support::client::request;
+use support::redis::{RedisCluster, RedisServer};
+use support::*;
+
+const CACHEABLE: (&str, &str) = ("cache-control", "max-age=300");
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// A proxy with its own cache directory, sharing through `url`.
+fn proxy(origin: &Origin, dir: &tempfile::TempDir, name: &str, url: &str) -> ProxyProcess {
+    let cache_dir = dir.path().join(name);
+    let p = ProxyBuilder::new(60, origin.port(), &cache_dir).arg("--shared-cache").arg(url).start();
+    assert!(p.wait_log("subscribed to invalidations", Duration::from_secs(10)), "{:?}", p.log());
+    p
+}
+
+/// Waits until `n` entries' metadata keys are in Redis (write-through runs after the reply).
+async fn wait_entries(servers: &[&RedisServer], n: usize) {
+    let count = || servers.iter().map(|s| s.keys("hc:*:m").len()).sum::<usize>();
+    assert!(
+        eventually(Duration::from_secs(10), || count() >= n).await,
+        "{} of {n} entries in Redis",
+        count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_and_three_proxies_share_one_redis() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/a.txt", &[CACHEABLE], "shared body");
+    let redis = RedisServer::start(dir.path());
+    let proxies: Vec<_> = ["a", "b", "c"].iter().map(|n| proxy(&origin, &dir, n, &redis.url())).collect();
+    let start = proxies[0].log().into_iter().find(|l| l.contains("listening on")).unwrap();
+    assert!(start.contains("shared_cache=\"up\"") || start.contains("shared_cache=up"), "{start}");
+
+    let first = get(&proxies[0].url(origin.port(), "/a.txt"), &[]).await;
+    assert_eq!((first.status.as_u16(), first.header("x-cache")), (200, Some("MISS")));
+    wait_entries(&[&redis], 1).await;
+    for p in &proxies[1..] {
+        let got = get(&p.url(origin.port(), "/a.txt"), &[]).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, "shared body");
+        assert_eq!(got.header("x-cache"), Some("HIT"));
+        // Promoted: served locally from now on.
+        assert_eq!(get(&p.url(origin.port(), "/a.txt"), &[]).await.header("x-cache"), Some("HIT"));
+    }
+    assert_eq!(origin.hits("/a.txt"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_across_proxies_make_one_origin_request() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    let body = Behaviour::Fixed { status: 200, headers: owned(&[CACHEABLE]), body: "slow".into() };
+    origin.route("/slow", Behaviour::Delay { delay: Duration::from_millis(400), then: Box::new(body) });
+    let redis = RedisServer::start(dir.path());
+    let proxies: Vec<_> = ["a", "b", "c"].iter().map(|n| proxy(&origin, &dir, n, &redis.url())).collect();
+
+    let mut tasks = Vec::new();
+    for p in proxies.iter().chain(proxies.iter()) {
+        tasks.push(tokio::spawn(get(p.url(origin.port(), "/slow").leak(), &[])));
+    }
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!((got.status.as_u16(), got.body.as_ref()), (200, b"slow".as_ref()));
+    }
+    assert_eq!(origin.hits("/slow"), 1, "one origin request for the fleet");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsafe_method_on_one_proxy_invalidates_every_proxy() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/doc", &[CACHEABLE], "v1");
+    let redis = RedisServer::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+
+    get(&a.url(origin.port(), "/doc"), &[]).await;
+    wait_entries(&[&redis], 1).await;
+    assert_eq!(get(&b.url(origin.port(), "/doc"), &[]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(origin.hits("/doc"), 1);
+
+    origin.ok("/doc", &[CACHEABLE], "v2");
+    let post = request("POST", &a.url(origin.port(), "/doc"), &[]).await;
+    assert_eq!(post.status, 200);
+    assert!(redis.keys("hc:*:m").is_empty(), "the shared entry is gone");
+    // B drops its own copy when the invalidation reaches it.
+    let mut last = None;
+    let fresh = async {
+        for _ in 0..200 {
+            let got = get(&b.url(origin.port(), "/doc"), &[]).await;
+            if got.body == "v2" {
+                return Some(got);
+            }
+            last = Some(got);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        None
+    };
+    let got = fresh.await.unwrap_or_else(|| panic!("B still serves the old copy: {last:?}"));
+    assert_eq!(got.header("x-cache"), Some("MISS"));
+    assert_eq!(origin.hits("/doc"), 3, "GET, POST, and B's refetch");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_cluster_shares_and_spreads_keys() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    let cluster = RedisCluster::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &cluster.url()), proxy(&origin, &dir, "b", &cluster.url()));
+    let paths: Vec<String> = (0..24).map(|i| format!("/item/{i}")).collect();
+    for p in &paths {
+        origin.ok(p, &[CACHEABLE], p);
+        assert_eq!(get(&a.url(origin.port(), p), &[]).await.header("x-cache"), Some("MISS"));
+    }
+    let nodes: Vec<&RedisServer> = cluster.nodes.iter().collect();
+    wait_entries(&nodes, paths.len()).await;
+    for p in &paths {
+        let got = get(&b.url(origin.port(), p), &[]).await;
+        assert_eq!((got.header("x-cache"), got.body.as_ref()), (Some("HIT"), p.as_bytes()));
+        assert_eq!(origin.hits(p), 1);
+    }
+    let used = cluster.nodes.iter().filter(|n| !n.keys("hc:*:m").is_empty()).count();
+    assert!(used >= 2, "entries spread over the nodes ({used} of 3 used)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_degrades_to_local_and_recovers_without_restart() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    let mut redis = RedisServer::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+    origin.ok("/x", &[CACHEABLE], "x");
+
+    redis.kill();
+    assert_eq!(get(&a.url(origin.port(), "/x"), &[]).await.header("x-cache"), Some("MISS"));
+    assert_eq!(get(&a.url(origin.port(), "/x"), &[]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(get(&b.url(origin.port(), "/x"), &[]).await.status, 200);
+    assert_eq!(origin.hits("/x"), 2, "no sharing while Redis is down, but no failure either");
+    assert!(a.wait_log("shared cache unreachable", Duration::from_secs(5)), "{:?}", a.log());
+
+    redis.restart();
+    // Reconnection happens on use: fill new URLs through A until one is written through.
+    let mut shared_path = None;
+    for i in 0..40 {
+        let path = format!("/y{i}");
+        origin.ok(&path, &[CACHEABLE], "y");
+        assert_eq!(get(&a.url(origin.port(), &path), &[]).await.status, 200);
+        if eventually(Duration::from_millis(500), || !redis.keys("hc:*:m").is_empty()).await {
+            shared_path = Some(path);
+            break;
+        }
+    }
+    let path = shared_path.expect("sharing resumed after Redis came back");
+    assert_eq!(get(&b.url(origin.port(), &path), &[]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(origin.hits(&path), 1);
+    assert!(a.wait_log("shared cache up", Duration::from_secs(5)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_body_round_trips_in_chunks() {
+    const LEN: u64 = 3 * 1024 * 1024 + 1234; // 7 chunks of at most 512 KiB
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.route("/big.bin", Behaviour::Pattern { len: LEN, headers: owned(&[CACHEABLE]) });
+    let redis = RedisServer::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+
+    assert_eq!(get(&a.url(origin.port(), "/big.bin"), &[]).await.body.len() as u64, LEN);
+    wait_entries(&[&redis], 1).await;
+    assert_eq!(redis.keys("hc:*:b:*").len(), 7);
+    let got = get(&b.url(origin.port(), "/big.bin"), &[]).await;
+    assert_eq!(got.header("x-cache"), Some("HIT"));
+    assert!(got.body == pattern(0, LEN), "body intact");
+    assert_eq!(origin.hits("/big.bin"), 1);
+}
