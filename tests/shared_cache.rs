@@ -33,18 +33,18 @@ async fn wait_entries(servers: &[&RedisServer], n: usize) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_and_three_proxies_share_one_redis() {
+/// A URL fetched through the first proxy is a hit on the others: the origin counts 1.
+async fn check_sharing(url: &str, servers: &[&RedisServer], proxies: usize) {
+    servers.iter().for_each(|s| s.flush());
     let (dir, origin) = (tmp(), Origin::start().await);
     origin.ok("/a.txt", &[CACHEABLE], "shared body");
-    let redis = RedisServer::start(dir.path());
-    let proxies: Vec<_> = ["a", "b", "c"].iter().map(|n| proxy(&origin, &dir, n, &redis.url())).collect();
+    let proxies: Vec<_> = (0..proxies).map(|i| proxy(&origin, &dir, &format!("p{i}"), url)).collect();
     let start = proxies[0].log().into_iter().find(|l| l.contains("listening on")).unwrap();
-    assert!(start.contains("shared_cache=\"up\"") || start.contains("shared_cache=up"), "{start}");
+    assert!(start.contains("shared_cache=up") || start.contains("shared_cache=\"up\""), "{start}");
 
     let first = get(&proxies[0].url(origin.port(), "/a.txt"), &[]).await;
     assert_eq!((first.status.as_u16(), first.header("x-cache")), (200, Some("MISS")));
-    wait_entries(&[&redis], 1).await;
+    wait_entries(servers, 1).await;
     for p in &proxies[1..] {
         let got = get(&p.url(origin.port(), "/a.txt"), &[]).await;
         assert_eq!(got.status, 200);
@@ -56,13 +56,12 @@ async fn two_and_three_proxies_share_one_redis() {
     assert_eq!(origin.hits("/a.txt"), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_misses_across_proxies_make_one_origin_request() {
+/// Concurrent misses on three proxies (two each) make one origin request.
+async fn check_fleet_coalescing(url: &str) {
     let (dir, origin) = (tmp(), Origin::start().await);
     let body = Behaviour::Fixed { status: 200, headers: owned(&[CACHEABLE]), body: "slow".into() };
     origin.route("/slow", Behaviour::Delay { delay: Duration::from_millis(400), then: Box::new(body) });
-    let redis = RedisServer::start(dir.path());
-    let proxies: Vec<_> = ["a", "b", "c"].iter().map(|n| proxy(&origin, &dir, n, &redis.url())).collect();
+    let proxies: Vec<_> = ["a", "b", "c"].iter().map(|n| proxy(&origin, &dir, n, url)).collect();
 
     let mut tasks = Vec::new();
     for p in proxies.iter().chain(proxies.iter()) {
@@ -75,22 +74,22 @@ async fn concurrent_misses_across_proxies_make_one_origin_request() {
     assert_eq!(origin.hits("/slow"), 1, "one origin request for the fleet");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn unsafe_method_on_one_proxy_invalidates_every_proxy() {
+/// A POST through one proxy (RFC 9111 §4.4) drops the URL from Redis and from the others.
+async fn check_invalidation(url: &str, servers: &[&RedisServer]) {
+    servers.iter().for_each(|s| s.flush());
     let (dir, origin) = (tmp(), Origin::start().await);
     origin.ok("/doc", &[CACHEABLE], "v1");
-    let redis = RedisServer::start(dir.path());
-    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+    let (a, b) = (proxy(&origin, &dir, "a", url), proxy(&origin, &dir, "b", url));
 
     get(&a.url(origin.port(), "/doc"), &[]).await;
-    wait_entries(&[&redis], 1).await;
+    wait_entries(servers, 1).await;
     assert_eq!(get(&b.url(origin.port(), "/doc"), &[]).await.header("x-cache"), Some("HIT"));
     assert_eq!(origin.hits("/doc"), 1);
 
     origin.ok("/doc", &[CACHEABLE], "v2");
     let post = request("POST", &a.url(origin.port(), "/doc"), &[]).await;
     assert_eq!(post.status, 200);
-    assert!(redis.keys("hc:*:m").is_empty(), "the shared entry is gone");
+    assert!(servers.iter().all(|s| s.keys("hc:*:m").is_empty()), "the shared entry is gone");
     // B drops its own copy when the invalidation reaches it.
     let mut last = None;
     let fresh = async {
@@ -110,16 +109,43 @@ async fn unsafe_method_on_one_proxy_invalidates_every_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn redis_cluster_shares_and_spreads_keys() {
+async fn two_and_three_proxies_share_one_redis() {
+    let dir = tmp();
+    let redis = RedisServer::start(dir.path());
+    check_sharing(&redis.url(), &[&redis], 2).await;
+    check_sharing(&redis.url(), &[&redis], 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_misses_across_proxies_make_one_origin_request() {
+    let dir = tmp();
+    let redis = RedisServer::start(dir.path());
+    check_fleet_coalescing(&redis.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsafe_method_on_one_proxy_invalidates_every_proxy() {
+    let dir = tmp();
+    let redis = RedisServer::start(dir.path());
+    check_invalidation(&redis.url(), &[&redis]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_cluster_shares_coalesces_invalidates_and_spreads_keys() {
     let (dir, origin) = (tmp(), Origin::start().await);
     let cluster = RedisCluster::start(dir.path());
+    let nodes: Vec<&RedisServer> = cluster.nodes.iter().collect();
+    check_sharing(&cluster.url(), &nodes, 3).await;
+    check_fleet_coalescing(&cluster.url()).await;
+    check_invalidation(&cluster.url(), &nodes).await;
+
+    nodes.iter().for_each(|s| s.flush());
     let (a, b) = (proxy(&origin, &dir, "a", &cluster.url()), proxy(&origin, &dir, "b", &cluster.url()));
     let paths: Vec<String> = (0..24).map(|i| format!("/item/{i}")).collect();
     for p in &paths {
         origin.ok(p, &[CACHEABLE], p);
         assert_eq!(get(&a.url(origin.port(), p), &[]).await.header("x-cache"), Some("MISS"));
     }
-    let nodes: Vec<&RedisServer> = cluster.nodes.iter().collect();
     wait_entries(&nodes, paths.len()).await;
     for p in &paths {
         let got = get(&b.url(origin.port(), p), &[]).await;

@@ -106,6 +106,11 @@ impl RedisServer {
         assert!(self.spawn(), "redis-server did not restart on port {}", self.port);
     }
 
+    /// Empties this server (FLUSHALL), between checks that count keys.
+    pub fn flush(&self) {
+        assert_eq!(cli(self.port, &["FLUSHALL"]).trim(), "OK");
+    }
+
     /// Names of the keys matching `pattern` on this server.
     pub fn keys(&self, pattern: &str) -> Vec<String> {
         cli(self.port, &["--scan", "--pattern", pattern]).lines().map(str::to_string).collect()

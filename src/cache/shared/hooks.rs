@@ -93,6 +93,9 @@ impl Cache {
     ) {
         let Some(tier) = self.shared.clone() else { return };
         if ttl.is_zero() {
+            if let Some(lease) = lease {
+                lease.pass(); // nothing to wait for: the others fetch for themselves
+            }
             return;
         }
         let (key, disk) = (key.clone(), self.disk.clone());

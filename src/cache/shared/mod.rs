@@ -37,7 +37,9 @@ const CHUNKS_PER_CALL: u32 = 4;
 /// expired still finds every chunk.
 const CHUNK_GRACE: Duration = Duration::from_secs(10);
 
-/// How long a failed connect waits before the next attempt.
+/// How long a failed connect waits before the next attempt; also how often a down tier is
+/// probed by one real call (the others skip Redis meanwhile, so an outage costs requests
+/// nothing, not one deadline per call).
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings of the shared tier.
@@ -55,6 +57,8 @@ pub struct SharedConfig {
 pub struct SharedTier {
     config: SharedConfig,
     conn: Mutex<Option<Conn>>,
+    /// While down: when the next probe may go to Redis.
+    probe_at: Mutex<Instant>,
     connected: tokio::sync::watch::Sender<bool>,
     stats: SharedStats,
     /// Names this process in lease values.
@@ -67,7 +71,8 @@ impl SharedTier {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let instance = format!("{}-{}", std::process::id(), nanos.as_nanos());
         let (connected, _) = tokio::sync::watch::channel(false);
-        Arc::new(Self { config, conn: Mutex::new(None), connected, stats: SharedStats::default(), instance })
+        let (conn, probe_at) = (Mutex::new(None), Mutex::new(Instant::now()));
+        Arc::new(Self { config, conn, probe_at, connected, stats: SharedStats::default(), instance })
     }
 
     /// Starts connecting (retrying every second until Redis answers) and waits up to `within`
@@ -121,7 +126,7 @@ impl SharedTier {
 
     /// Runs one command under the deadline, counting and logging failures.
     async fn call<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, ()> {
-        let Some(mut conn) = self.conn.lock().clone() else {
+        let Some(mut conn) = self.conn.lock().clone().filter(|_| self.may_call()) else {
             SharedStats::bump(&self.stats.skipped);
             return Err(());
         };
@@ -142,6 +147,20 @@ impl SharedTier {
                 Err(())
             }
         }
+    }
+
+    /// Up: always. Down: one probe per [`RECONNECT_EVERY`].
+    fn may_call(&self) -> bool {
+        if self.stats.up.load(Relaxed) {
+            return true;
+        }
+        let now = Instant::now();
+        let mut probe_at = self.probe_at.lock();
+        if now < *probe_at {
+            return false;
+        }
+        *probe_at = now + RECONNECT_EVERY;
+        true
     }
 
     fn mark_up(&self) {
