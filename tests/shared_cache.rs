@@ -17,8 +17,22 @@ fn tmp() -> tempfile::TempDir {
 
 /// A proxy with its own cache directory, sharing through `url`.
 fn proxy(origin: &Origin, dir: &tempfile::TempDir, name: &str, url: &str) -> ProxyProcess {
+    proxy_with(origin, dir, name, url, &[])
+}
+
+fn proxy_with(
+    origin: &Origin,
+    dir: &tempfile::TempDir,
+    name: &str,
+    url: &str,
+    extra: &[&str],
+) -> ProxyProcess {
     let cache_dir = dir.path().join(name);
-    let p = ProxyBuilder::new(60, origin.port(), &cache_dir).arg("--shared-cache").arg(url).start();
+    let mut b = ProxyBuilder::new(60, origin.port(), &cache_dir).arg("--shared-cache").arg(url);
+    for a in extra {
+        b = b.arg(a);
+    }
+    let p = b.start();
     assert!(p.wait_log("subscribed to invalidations", Duration::from_secs(10)), "{:?}", p.log());
     p
 }
@@ -171,21 +185,16 @@ async fn redis_down_degrades_to_local_and_recovers_without_restart() {
     assert!(a.wait_log("shared cache unreachable", Duration::from_secs(5)), "{:?}", a.log());
 
     redis.restart();
-    // Reconnection happens on use: fill new URLs through A until one is written through.
-    let mut shared_path = None;
-    for i in 0..40 {
-        let path = format!("/y{i}");
-        origin.ok(&path, &[CACHEABLE], "y");
-        assert_eq!(get(&a.url(origin.port(), &path), &[]).await.status, 200);
-        if eventually(Duration::from_millis(500), || !redis.keys("hc:*:m").is_empty()).await {
-            shared_path = Some(path);
-            break;
-        }
+    // Each proxy pings once a second, reconnects, and says so, without restarting.
+    for p in [&a, &b] {
+        let back = || p.log().iter().filter(|l| l.contains("shared cache up")).count() >= 2;
+        assert!(eventually(Duration::from_secs(10), back).await, "{:?}", p.log());
     }
-    let path = shared_path.expect("sharing resumed after Redis came back");
-    assert_eq!(get(&b.url(origin.port(), &path), &[]).await.header("x-cache"), Some("HIT"));
-    assert_eq!(origin.hits(&path), 1);
-    assert!(a.wait_log("shared cache up", Duration::from_secs(5)));
+    origin.ok("/y", &[CACHEABLE], "y");
+    assert_eq!(get(&a.url(origin.port(), "/y"), &[]).await.header("x-cache"), Some("MISS"));
+    wait_entries(&[&redis], 1).await;
+    assert_eq!(get(&b.url(origin.port(), "/y"), &[]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(origin.hits("/y"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -203,4 +212,46 @@ async fn large_body_round_trips_in_chunks() {
     assert_eq!(got.header("x-cache"), Some("HIT"));
     assert!(got.body == pattern(0, LEN), "body intact");
     assert_eq!(origin.hits("/big.bin"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn proxy_starts_while_redis_is_down_and_connects_when_it_comes_up() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/z", &[CACHEABLE], "z");
+    let mut redis = RedisServer::start(dir.path());
+    redis.kill();
+    let a = ProxyBuilder::new(60, origin.port(), &dir.path().join("a"))
+        .arg("--shared-cache")
+        .arg(&redis.url())
+        .start();
+    let start = a.log().into_iter().find(|l| l.contains("listening on")).unwrap();
+    assert!(start.contains("shared_cache=down") || start.contains("shared_cache=\"down\""), "{start}");
+    assert_eq!(get(&a.url(origin.port(), "/z"), &[]).await.status, 200);
+
+    redis.restart();
+    assert!(a.wait_log("shared cache up", Duration::from_secs(10)), "{:?}", a.log());
+    let b = proxy(&origin, &dir, "b", &redis.url());
+    origin.ok("/w", &[CACHEABLE], "w");
+    get(&a.url(origin.port(), "/w"), &[]).await;
+    wait_entries(&[&redis], 1).await;
+    assert_eq!(get(&b.url(origin.port(), "/w"), &[]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(origin.hits("/w"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_a_private_ca_shares() {
+    let pki = support::tls::TestPki::new();
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/t", &[CACHEABLE], "over tls");
+    let files = [pki.cert_pem.clone(), pki.key_pem.clone(), pki.ca_pem.clone()];
+    let redis = RedisServer::start_tls(dir.path(), files);
+    let ca = pki.ca_pem.display().to_string();
+    let a = proxy_with(&origin, &dir, "a", &redis.tls_url(), &["--shared-ca", &ca]);
+    let b = proxy_with(&origin, &dir, "b", &redis.tls_url(), &["--shared-ca", &ca]);
+
+    get(&a.url(origin.port(), "/t"), &[]).await;
+    wait_entries(&[&redis], 1).await;
+    let got = get(&b.url(origin.port(), "/t"), &[]).await;
+    assert_eq!((got.header("x-cache"), got.body.as_ref()), (Some("HIT"), b"over tls".as_ref()));
+    assert_eq!(origin.hits("/t"), 1);
 }

@@ -1,7 +1,9 @@
 //! The shared tier's flags (`--shared-cache` and its limits).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 
 use super::{parse_duration, parse_size};
@@ -21,16 +23,28 @@ pub struct SharedArgs {
     /// Deadline of each Redis call; a slower call counts as an error and is given up.
     #[arg(long, default_value = "250ms", value_parser = parse_timeout)]
     pub shared_timeout: Duration,
+    /// CA certificates (PEM) trusted for a rediss:// shared cache instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub shared_ca: Option<PathBuf>,
 }
 
 impl SharedArgs {
     /// The shared tier's settings, when `--shared-cache` is given.
-    pub fn config(&self) -> Option<SharedConfig> {
-        Some(SharedConfig {
-            url: self.shared_cache.clone()?,
+    pub fn config(&self) -> anyhow::Result<Option<SharedConfig>> {
+        let Some(url) = self.shared_cache.clone() else { return Ok(None) };
+        let ca = match &self.shared_ca {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("--shared-ca {}: cannot read", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Some(SharedConfig {
+            url,
             max_object: self.shared_max_object_size,
             timeout: self.shared_timeout,
-        })
+            ca,
+        }))
     }
 }
 

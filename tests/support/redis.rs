@@ -10,6 +10,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     cluster: bool,
+    /// TLS port and the certificate, key and CA files, for `rediss://`.
+    tls: Option<(u16, [PathBuf; 3])>,
     child: Option<Child>,
 }
 
@@ -37,10 +39,20 @@ impl RedisServer {
         Self::start_kind(dir, false)
     }
 
+    /// Starts a standalone server that also serves TLS with `files` (certificate, key, CA).
+    pub fn start_tls(dir: &Path, files: [PathBuf; 3]) -> RedisServer {
+        Self::start_kind_tls(dir, false, Some(files))
+    }
+
     fn start_kind(dir: &Path, cluster: bool) -> RedisServer {
+        Self::start_kind_tls(dir, cluster, None)
+    }
+
+    fn start_kind_tls(dir: &Path, cluster: bool, files: Option<[PathBuf; 3]>) -> RedisServer {
         for _ in 0..5 {
+            let tls = files.clone().map(|f| (free_port(false), f));
             let mut s =
-                RedisServer { port: free_port(cluster), dir: dir.to_path_buf(), cluster, child: None };
+                RedisServer { port: free_port(cluster), dir: dir.to_path_buf(), cluster, tls, child: None };
             if s.spawn() {
                 return s;
             }
@@ -70,6 +82,15 @@ impl RedisServer {
         if self.cluster {
             cmd.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
         }
+        if let Some((port, [cert, key, ca])) = &self.tls {
+            cmd.args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"]);
+            cmd.arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca);
+        }
         let mut child = cmd.spawn().expect("start redis-server (apt-get install redis-server)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -90,6 +111,11 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>`.
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls.as_ref().expect("started with TLS").0)
     }
 
     /// Kills the process (as a crash would).

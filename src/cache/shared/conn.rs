@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, RedisResult};
+use redis::{Client, Cmd, FromRedisValue, RedisResult, TlsCertificates};
 
 /// A parsed `--shared-cache` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +81,18 @@ impl SharedUrl {
     }
 }
 
+/// A client for one node URL; `ca` (PEM) replaces the system roots for `rediss://`.
+pub fn client(url: &str, ca: Option<&[u8]>) -> RedisResult<Client> {
+    match ca {
+        Some(ca) if url.starts_with("rediss://") => Client::build_with_tls(url, certificates(ca)),
+        _ => Client::open(url),
+    }
+}
+
+fn certificates(ca: &[u8]) -> TlsCertificates {
+    TlsCertificates { client_tls: None, root_cert: Some(ca.to_vec()) }
+}
+
 /// A live connection; cheap to clone (both kinds multiplex one socket per node).
 #[derive(Clone)]
 pub enum Conn {
@@ -92,7 +104,7 @@ pub enum Conn {
 
 impl Conn {
     /// Connects; `timeout` bounds the connect and each response.
-    pub async fn connect(url: &SharedUrl, timeout: Duration) -> RedisResult<Conn> {
+    pub async fn connect(url: &SharedUrl, ca: Option<&[u8]>, timeout: Duration) -> RedisResult<Conn> {
         let connect_timeout = timeout.max(Duration::from_secs(1));
         match url {
             SharedUrl::Single(u) => {
@@ -101,16 +113,18 @@ impl Conn {
                     .set_response_timeout(Some(timeout))
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
-                let manager =
-                    redis::Client::open(u.as_str())?.get_connection_manager_with_config(config).await?;
+                let manager = client(u, ca)?.get_connection_manager_with_config(config).await?;
                 Ok(Conn::Single(manager))
             }
             SharedUrl::Cluster(nodes) => {
-                let client = ClusterClient::builder(nodes.clone())
+                let mut builder = ClusterClient::builder(nodes.clone())
                     .connection_timeout(connect_timeout)
                     .response_timeout(timeout)
-                    .retries(1)
-                    .build()?;
+                    .retries(1);
+                if let Some(ca) = ca {
+                    builder = builder.certs(certificates(ca));
+                }
+                let client = builder.build()?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
         }

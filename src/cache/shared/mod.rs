@@ -51,6 +51,8 @@ pub struct SharedConfig {
     pub max_object: u64,
     /// Deadline of each Redis call.
     pub timeout: Duration,
+    /// CA certificates (PEM) trusted for `rediss://` instead of the system's.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// The shared tier of one proxy.
@@ -81,18 +83,24 @@ impl SharedTier {
         let tier = self.clone();
         tokio::spawn(async move {
             loop {
-                match Conn::connect(&tier.config.url, tier.config.timeout).await {
+                match Conn::connect(&tier.config.url, tier.config.ca.as_deref(), tier.config.timeout).await {
                     Ok(c) => {
                         *tier.conn.lock() = Some(c);
                         tier.mark_up();
                         tier.connected.send_replace(true);
-                        return;
+                        break;
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "shared cache: connect failed");
                         tokio::time::sleep(RECONNECT_EVERY).await;
                     }
                 }
+            }
+            // A ping a second, traffic or not: an idle proxy notices an outage, reconnects and
+            // says so when Redis is back.
+            loop {
+                tokio::time::sleep(RECONNECT_EVERY).await;
+                let _ = tier.call::<String>(&redis::cmd("PING")).await;
             }
         });
         let mut rx = self.connected.subscribe();

@@ -28,7 +28,7 @@ pub fn spawn(tier: Arc<SharedTier>, cache: Arc<Cache>) {
 }
 
 async fn listen(tier: &SharedTier, cache: &Cache, node: &str) -> redis::RedisResult<()> {
-    let client = redis::Client::open(node)?;
+    let client = super::conn::client(node, tier.config.ca.as_deref())?;
     let connect = tokio::time::timeout(tier.config.timeout.max(RETRY_EVERY), client.get_async_pubsub());
     let mut pubsub = connect
         .await
