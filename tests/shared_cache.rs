@@ -255,3 +255,25 @@ async fn rediss_with_a_private_ca_shares() {
     assert_eq!((got.header("x-cache"), got.body.as_ref()), (Some("HIT"), b"over tls".as_ref()));
     assert_eq!(origin.hits("/t"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_over_the_shared_limit_stay_local_and_nobody_waits_for_them() {
+    const LEN: u64 = 2 * 1024 * 1024;
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.route("/huge", Behaviour::Pattern { len: LEN, headers: owned(&[CACHEABLE]) });
+    let redis = RedisServer::start(dir.path());
+    let limit = ["--shared-max-object-size", "1MiB"];
+    let a = proxy_with(&origin, &dir, "a", &redis.url(), &limit);
+    let b = proxy_with(&origin, &dir, "b", &redis.url(), &limit);
+
+    assert_eq!(get(&a.url(origin.port(), "/huge"), &[]).await.body.len() as u64, LEN);
+    // The leader marks its lease "pass", so other proxies fetch at once instead of waiting.
+    let lease_is_pass = || {
+        redis.keys("hc:*:lease").iter().any(|k| support::redis::cli(redis.port, &["GET", k]).trim() == "pass")
+    };
+    assert!(eventually(Duration::from_secs(5), lease_is_pass).await);
+    let got = get(&b.url(origin.port(), "/huge"), &[]).await;
+    assert_eq!((got.header("x-cache"), got.body.len() as u64), (Some("MISS"), LEN));
+    assert_eq!(origin.hits("/huge"), 2);
+    assert!(redis.keys("hc:*:m").is_empty(), "nothing over the limit in Redis");
+}

@@ -100,19 +100,28 @@ impl Cache {
         }
         let (key, disk) = (key.clone(), self.disk.clone());
         tokio::spawn(async move {
+            let max = tier.config().max_object;
             let body = match (body, disk) {
-                (Some(b), _) => b,
+                (Some(b), _) => Some(b).filter(|b| b.len() as u64 <= max),
                 (None, Some(disk)) => {
-                    let (k, max) = (key.clone(), tier.config().max_object);
+                    let k = key.clone();
                     let read = tokio::task::spawn_blocking(move || disk.lookup(&k, max)).await;
                     match read.ok().flatten().map(|e| e.body) {
-                        Some(DiskBody::Inline(b)) => b,
-                        _ => return, // gone already, or larger than --shared-max-object-size
+                        Some(DiskBody::Inline(b)) => Some(b),
+                        _ => None, // gone already, or larger than --shared-max-object-size
                     }
                 }
-                (None, None) => return,
+                (None, None) => None,
             };
-            tier.put(&key, &head, body, ttl).await;
+            match (body, &lease) {
+                (Some(body), _) => {
+                    tier.put(&key, &head, body, ttl).await;
+                }
+                // Too large to share: the waiting proxies must not queue up behind one
+                // another for it, each fetches for itself.
+                (None, Some(lease)) => lease.pass(),
+                (None, None) => {}
+            }
             drop(lease);
         });
     }
