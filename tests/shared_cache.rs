@@ -277,3 +277,20 @@ async fn bodies_over_the_shared_limit_stay_local_and_nobody_waits_for_them() {
     assert_eq!(origin.hits("/huge"), 2);
     assert!(redis.keys("hc:*:m").is_empty(), "nothing over the limit in Redis");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_that_may_not_be_stored_releases_the_fleet_at_once() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/mine", &[("cache-control", "no-store")], "private");
+    let redis = RedisServer::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+
+    assert_eq!(get(&a.url(origin.port(), "/mine"), &[]).await.header("x-cache"), Some("MISS"));
+    let lease_is_pass = || {
+        redis.keys("hc:*:lease").iter().any(|k| support::redis::cli(redis.port, &["GET", k]).trim() == "pass")
+    };
+    assert!(eventually(Duration::from_secs(5), lease_is_pass).await, "lease marked pass");
+    assert_eq!(get(&b.url(origin.port(), "/mine"), &[]).await.body, "private");
+    assert_eq!(origin.hits("/mine"), 2);
+    assert!(redis.keys("hc:*:m").is_empty(), "no-store is never shared");
+}

@@ -250,9 +250,6 @@ impl<'a> Fetch<'a> {
             Ok(()) => cache.start_fill(key, head.clone(), expected_len).await,
             Err(why) => {
                 tracing::debug!(key = key.url(), reason = why, "not storable");
-                if let Some(lease) = &target.lease {
-                    lease.pass(); // the fleet stops waiting for an entry that will not come
-                }
                 if matches!(why, "no-store-response" | "private" | "vary-star") {
                     cache.pass_marks().mark(target.primary.hash(), std::time::Instant::now());
                 }
@@ -260,6 +257,9 @@ impl<'a> Fetch<'a> {
             }
         };
         let Some((fill, sink)) = started else {
+            if let Some(lease) = &target.lease {
+                lease.pass(); // the fleet stops waiting for an entry that will not come
+            }
             drop(guard);
             return self.pass_response(head, incoming, target.reason).await;
         };
