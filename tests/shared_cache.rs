@@ -294,3 +294,28 @@ async fn a_response_that_may_not_be_stored_releases_the_fleet_at_once() {
     assert_eq!(origin.hits("/mine"), 2);
     assert!(redis.keys("hc:*:m").is_empty(), "no-store is never shared");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revalidated_entry_is_shared_fresh() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    let full = Behaviour::Fixed {
+        status: 200,
+        headers: owned(&[("cache-control", "max-age=2"), ("etag", "\"v1\"")]),
+        body: "body".into(),
+    };
+    origin.route("/r", Behaviour::Conditional { etag: "\"v1\"".into(), then: Box::new(full) });
+    let redis = RedisServer::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+
+    assert_eq!(get(&a.url(origin.port(), "/r"), &[]).await.header("x-cache"), Some("MISS"));
+    // The shared copy lives as long as it is fresh (2 s): wait until Redis dropped it.
+    wait_entries(&[&redis], 1).await;
+    assert!(eventually(Duration::from_secs(5), || redis.keys("hc:*:m").is_empty()).await);
+    let again = get(&a.url(origin.port(), "/r"), &[]).await;
+    assert_eq!((again.status.as_u16(), again.body.as_ref()), (200, b"body".as_ref()));
+    assert_eq!(origin.hits("/r"), 2, "revalidated with a 304");
+    wait_entries(&[&redis], 1).await;
+    let got = get(&b.url(origin.port(), "/r"), &[]).await;
+    assert_eq!((got.header("x-cache"), got.body.as_ref()), (Some("HIT"), b"body".as_ref()));
+    assert_eq!(origin.hits("/r"), 2, "B served the freshened entry without asking the origin");
+}

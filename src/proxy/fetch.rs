@@ -200,6 +200,9 @@ impl<'a> Fetch<'a> {
             drop(guard);
         } else if cache.restore_with_head(key, head.clone(), &fresh.body).await {
             guard.updated();
+            let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
+            let ttl = shared_ttl(lifetime.duration(), &CacheControl::parse(&view));
+            cache.share_body(key, head.clone(), &fresh.body, ttl);
         } else {
             drop(guard); // followers fetch for themselves
         }

@@ -126,6 +126,16 @@ impl Cache {
         });
     }
 
+    /// Writes through an entry whose head a 304 just freshened, so the fleet gets the fresh
+    /// head too instead of revalidating on its own.
+    pub fn share_body(&self, key: &CacheKey, head: Arc<StoredHead>, body: &CachedBody, ttl: Duration) {
+        let body = match body {
+            CachedBody::Memory(b) => Some(b.clone()),
+            CachedBody::File { .. } => None, // read back from the rewritten entry file
+        };
+        self.write_through(key, head, body, ttl, None);
+    }
+
     /// Shares a Vary marker just stored locally.
     pub(crate) fn write_through_marker(&self, key: &CacheKey, head: Arc<StoredHead>) {
         self.write_through(key, head, Some(Bytes::new()), MARKER_TTL, None);
