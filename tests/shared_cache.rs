@@ -319,3 +319,26 @@ async fn a_revalidated_entry_is_shared_fresh() {
     assert_eq!((got.header("x-cache"), got.body.as_ref()), (Some("HIT"), b"body".as_ref()));
     assert_eq!(origin.hits("/r"), 2, "B served the freshened entry without asking the origin");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_out_of_memory_refuses_writes_but_reads_go_on() {
+    const LEN: u64 = 8 * 1024 * 1024;
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/small", &[CACHEABLE], "small");
+    origin.route("/big", Behaviour::Pattern { len: LEN, headers: owned(&[CACHEABLE]) });
+    let redis = RedisServer::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+    get(&a.url(origin.port(), "/small"), &[]).await;
+    wait_entries(&[&redis], 1).await;
+
+    for setting in [["maxmemory", "3mb"], ["maxmemory-policy", "noeviction"]] {
+        assert_eq!(support::redis::cli(redis.port, &["CONFIG", "SET", setting[0], setting[1]]).trim(), "OK");
+    }
+    assert_eq!(get(&a.url(origin.port(), "/big"), &[]).await.body.len() as u64, LEN);
+    assert!(a.wait_log("Redis refused a command", Duration::from_secs(10)), "{:?}", a.log());
+    assert_eq!(redis.keys("hc:*:m").len(), 1, "the refused upload left no readable entry");
+    assert!(!a.log().iter().any(|l| l.contains("unreachable")), "a refusal is not an outage");
+    assert_eq!(get(&b.url(origin.port(), "/small"), &[]).await.header("x-cache"), Some("HIT"));
+    assert_eq!(get(&b.url(origin.port(), "/big"), &[]).await.body.len() as u64, LEN);
+    assert_eq!((origin.hits("/small"), origin.hits("/big")), (1, 2));
+}

@@ -61,6 +61,8 @@ pub struct SharedTier {
     conn: Mutex<Option<Conn>>,
     /// While down: when the next probe may go to Redis.
     probe_at: Mutex<Instant>,
+    /// Whether a refused command was logged already.
+    refusal_logged: std::sync::atomic::AtomicBool,
     connected: tokio::sync::watch::Sender<bool>,
     stats: SharedStats,
     /// Names this process in lease values.
@@ -74,7 +76,16 @@ impl SharedTier {
         let instance = format!("{}-{}", std::process::id(), nanos.as_nanos());
         let (connected, _) = tokio::sync::watch::channel(false);
         let (conn, probe_at) = (Mutex::new(None), Mutex::new(Instant::now()));
-        Arc::new(Self { config, conn, probe_at, connected, stats: SharedStats::default(), instance })
+        let refusal_logged = Default::default();
+        Arc::new(Self {
+            config,
+            conn,
+            probe_at,
+            refusal_logged,
+            connected,
+            stats: SharedStats::default(),
+            instance,
+        })
     }
 
     /// Starts connecting (retrying every second until Redis answers) and waits up to `within`
@@ -146,8 +157,16 @@ impl SharedTier {
                 self.mark_up();
                 Ok(v)
             }
-            Ok(Err(e)) => {
+            Ok(Err(e)) if unreachable(&e) => {
                 self.mark_down(&e.to_string());
+                Err(())
+            }
+            Ok(Err(e)) => {
+                // Redis answered, but refused (out of memory, wrong type...): count it, stay up.
+                SharedStats::bump(&self.stats.errors);
+                if !self.refusal_logged.swap(true, Relaxed) {
+                    tracing::warn!(error = %e, "shared cache: Redis refused a command (logged once)");
+                }
                 Err(())
             }
             Err(_) => {
@@ -282,6 +301,15 @@ impl SharedTier {
             SharedStats::bump(&self.stats.invalidations);
         }
     }
+}
+
+/// Whether an error means Redis cannot be reached (the tier is down), rather than a refusal.
+fn unreachable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.is_cluster_error()
 }
 
 /// A generation no other upload of the same key uses (time and a process-wide counter).
