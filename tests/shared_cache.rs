@@ -296,7 +296,7 @@ async fn a_response_that_may_not_be_stored_releases_the_fleet_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_revalidated_entry_is_shared_fresh() {
+async fn a_revalidated_entry_is_shared_and_replaces_stale_copies() {
     let (dir, origin) = (tmp(), Origin::start().await);
     let full = Behaviour::Fixed {
         status: 200,
@@ -308,8 +308,10 @@ async fn a_revalidated_entry_is_shared_fresh() {
     let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
 
     assert_eq!(get(&a.url(origin.port(), "/r"), &[]).await.header("x-cache"), Some("MISS"));
-    // The shared copy lives as long as it is fresh (2 s): wait until Redis dropped it.
     wait_entries(&[&redis], 1).await;
+    assert_eq!(get(&b.url(origin.port(), "/r"), &[]).await.header("x-cache"), Some("HIT"));
+    // The shared copy lives as long as it is fresh (2 s): wait until Redis dropped it. Both
+    // proxies' own copies are stale then.
     assert!(eventually(Duration::from_secs(5), || redis.keys("hc:*:m").is_empty()).await);
     let again = get(&a.url(origin.port(), "/r"), &[]).await;
     assert_eq!((again.status.as_u16(), again.body.as_ref()), (200, b"body".as_ref()));
@@ -317,7 +319,7 @@ async fn a_revalidated_entry_is_shared_fresh() {
     wait_entries(&[&redis], 1).await;
     let got = get(&b.url(origin.port(), "/r"), &[]).await;
     assert_eq!((got.header("x-cache"), got.body.as_ref()), (Some("HIT"), b"body".as_ref()));
-    assert_eq!(origin.hits("/r"), 2, "B served the freshened entry without asking the origin");
+    assert_eq!(origin.hits("/r"), 2, "B took A's freshened entry instead of revalidating its own");
 }
 
 #[tokio::test(flavor = "multi_thread")]

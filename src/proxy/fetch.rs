@@ -202,7 +202,7 @@ impl<'a> Fetch<'a> {
             guard.updated();
             let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
             let ttl = shared_ttl(lifetime.duration(), &CacheControl::parse(&view));
-            cache.share_body(key, head.clone(), &fresh.body, ttl);
+            cache.share_body(key, head.clone(), &fresh.body, ttl, target.lease.clone());
         } else {
             drop(guard); // followers fetch for themselves
         }

@@ -268,8 +268,10 @@ impl Proxy {
         let mut target = FillTarget { primary, key, marker, reason, lease: None };
         match cache.join(&target.key) {
             Joined::Leader(guard) => {
-                if stale.is_none() {
-                    match cache.before_fetch(&target.key).await {
+                // Unless the request itself refused the stored response, another proxy's
+                // newer copy will do.
+                if target.reason != "request" {
+                    match cache.before_fetch(&target.key, stale.as_ref()).await {
                         BeforeFetch::Landed => {
                             guard.updated(); // another proxy fetched it: look it up again
                             return None;

@@ -67,17 +67,33 @@ impl Cache {
         CachedResponse { head, body: CachedBody::Memory(body), tier: Tier::Shared }
     }
 
-    /// Before a leader's origin fetch: takes the fleet-wide lease, or waits for the proxy that
-    /// holds it and promotes what it stored.
-    pub async fn before_fetch(&self, key: &CacheKey) -> BeforeFetch {
+    /// Before a leader's origin fetch (a miss, or a revalidation of `stale`): looks for a
+    /// newer copy another proxy stored, then takes the fleet-wide lease, or waits for the
+    /// proxy that holds it and promotes what it stores.
+    pub async fn before_fetch(&self, key: &CacheKey, stale: Option<&CachedResponse>) -> BeforeFetch {
         let Some(tier) = &self.shared else { return BeforeFetch::Fetch(None) };
-        match tier.claim(key).await {
+        let newer_than = stale.map(|s| s.head.response_time);
+        // A miss already looked in Redis; a local stale entry did not.
+        if let Some(t) = newer_than.filter(|_| stale.is_some_and(|s| s.tier != Tier::Shared)) {
+            if let Some((head, body)) = tier.get(key).await.filter(|(h, _)| h.response_time > t) {
+                self.promote_for_lookup(key, head, body).await;
+                return BeforeFetch::Landed;
+            }
+        }
+        match tier.claim(key, newer_than).await {
             Claim::Lead(lease) => BeforeFetch::Fetch(lease.map(Arc::new)),
             Claim::Landed(head, body) => {
-                self.promote(key, head, body).await;
+                self.promote_for_lookup(key, head, body).await;
                 BeforeFetch::Landed
             }
         }
+    }
+
+    /// Promotes an entry and waits until the disk has it too, so the next lookup cannot find
+    /// an older copy there.
+    async fn promote_for_lookup(&self, key: &CacheKey, head: StoredHead, body: Bytes) {
+        self.promote(key, head, body).await;
+        self.flush().await;
     }
 
     /// Writes a committed entry through to the shared tier, off the client's path. `body` is
@@ -128,12 +144,19 @@ impl Cache {
 
     /// Writes through an entry whose head a 304 just freshened, so the fleet gets the fresh
     /// head too instead of revalidating on its own.
-    pub fn share_body(&self, key: &CacheKey, head: Arc<StoredHead>, body: &CachedBody, ttl: Duration) {
+    pub fn share_body(
+        &self,
+        key: &CacheKey,
+        head: Arc<StoredHead>,
+        body: &CachedBody,
+        ttl: Duration,
+        lease: Option<Arc<Lease>>,
+    ) {
         let body = match body {
             CachedBody::Memory(b) => Some(b.clone()),
             CachedBody::File { .. } => None, // read back from the rewritten entry file
         };
-        self.write_through(key, head, body, ttl, None);
+        self.write_through(key, head, body, ttl, lease);
     }
 
     /// Shares a Vary marker just stored locally.

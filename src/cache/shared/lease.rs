@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -65,8 +65,9 @@ impl Drop for Lease {
 }
 
 impl SharedTier {
-    /// Takes the lease for fetching `key`, or waits for the proxy that holds it.
-    pub async fn claim(self: &Arc<Self>, key: &CacheKey) -> Claim {
+    /// Takes the lease for fetching `key`, or waits for the proxy that holds it to store a
+    /// response (one newer than `newer_than`, when revalidating a stored one).
+    pub async fn claim(self: &Arc<Self>, key: &CacheKey, newer_than: Option<SystemTime>) -> Claim {
         let lease_key = EntryKeys::new(key.hash()).lease();
         let token = format!("{}:{}", self.instance, super::fresh_generation());
         let deadline = Instant::now() + LEASE_TTL;
@@ -93,7 +94,9 @@ impl SharedTier {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_POLL);
-            if let Some((head, body)) = self.read(key, false).await {
+            let landed =
+                self.read(key, false).await.filter(|(h, _)| newer_than.is_none_or(|t| h.response_time > t));
+            if let Some((head, body)) = landed {
                 self.stats.lease_landed.fetch_add(1, Relaxed);
                 return Claim::Landed(head, body);
             }
