@@ -83,8 +83,16 @@ impl SharedTier {
             match self.call::<Option<String>>(&set).await {
                 Err(()) => return Claim::Lead(None),
                 Ok(Some(_)) => {
+                    let lease = Lease { tier: self.clone(), key: lease_key, token };
+                    // Taken over from a holder that just let go: its entry may have landed
+                    // since the last poll (then dropping the lease releases it).
+                    if pause > FIRST_POLL {
+                        if let Some(landed) = self.landed(key, newer_than).await {
+                            return landed;
+                        }
+                    }
                     SharedStats::bump(&self.stats.leases);
-                    return Claim::Lead(Some(Lease { tier: self.clone(), key: lease_key, token }));
+                    return Claim::Lead(Some(lease));
                 }
                 Ok(None) => {}
             }
@@ -94,12 +102,19 @@ impl SharedTier {
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_POLL);
-            let landed =
-                self.read(key, false).await.filter(|(h, _)| newer_than.is_none_or(|t| h.response_time > t));
-            if let Some((head, body)) = landed {
-                self.stats.lease_landed.fetch_add(1, Relaxed);
-                return Claim::Landed(head, body);
+            if let Some(landed) = self.landed(key, newer_than).await {
+                return landed;
             }
         }
+    }
+
+    /// The entry another proxy stored for `key` (newer than `newer_than`), if it is there.
+    async fn landed(&self, key: &CacheKey, newer_than: Option<SystemTime>) -> Option<Claim> {
+        let (head, body) = self.read(key, false).await?;
+        if newer_than.is_some_and(|t| head.response_time <= t) {
+            return None;
+        }
+        self.stats.lease_landed.fetch_add(1, Relaxed);
+        Some(Claim::Landed(head, body))
     }
 }
