@@ -195,6 +195,22 @@ async fn redis_down_degrades_to_local_and_recovers_without_restart() {
     wait_entries(&[&redis], 1).await;
     assert_eq!(get(&b.url(origin.port(), "/y"), &[]).await.header("x-cache"), Some("HIT"));
     assert_eq!(origin.hits("/y"), 1);
+
+    // The invalidation subscribers came back too.
+    let resubscribed = || b.log().iter().filter(|l| l.contains("subscribed to invalidations")).count() >= 2;
+    assert!(eventually(Duration::from_secs(10), resubscribed).await, "{:?}", b.log());
+    origin.ok("/y", &[CACHEABLE], "y2");
+    assert_eq!(request("DELETE", &a.url(origin.port(), "/y"), &[]).await.status, 200);
+    let dropped = async {
+        for _ in 0..200 {
+            if get(&b.url(origin.port(), "/y"), &[]).await.body == "y2" {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        false
+    };
+    assert!(dropped.await, "B dropped its copy after the restart");
 }
 
 #[tokio::test(flavor = "multi_thread")]
