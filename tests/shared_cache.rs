@@ -360,3 +360,24 @@ async fn redis_out_of_memory_refuses_writes_but_reads_go_on() {
     assert_eq!(get(&b.url(origin.port(), "/big"), &[]).await.body.len() as u64, LEN);
     assert_eq!((origin.hits("/small"), origin.hits("/big")), (1, 2));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_redis_costs_requests_a_deadline_not_an_outage() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/s", &[CACHEABLE], "s");
+    let redis = RedisServer::start(dir.path());
+    let a = proxy_with(&origin, &dir, "a", &redis.url(), &["--shared-timeout", "200ms"]);
+
+    // Redis stops answering for 3 s (it blocks; the connections stay open).
+    let port = redis.port;
+    let sleeper = std::thread::spawn(move || support::redis::cli(port, &["DEBUG", "SLEEP", "3"]));
+    assert!(eventually(Duration::from_secs(2), || support::redis::stalled(port)).await);
+    let started = std::time::Instant::now();
+    let got = get(&a.url(origin.port(), "/s"), &[]).await;
+    let took = started.elapsed();
+    assert_eq!((got.status.as_u16(), got.body.as_ref()), (200, b"s".as_ref()));
+    assert!(took < Duration::from_millis(1500), "answered in {took:?} while Redis stalls for 3 s");
+    assert!(a.wait_log("shared cache unreachable", Duration::from_secs(5)), "{:?}", a.log());
+    assert_eq!(get(&a.url(origin.port(), "/s"), &[]).await.header("x-cache"), Some("HIT"));
+    sleeper.join().unwrap();
+}

@@ -26,6 +26,25 @@ fn free_port(cluster: bool) -> u16 {
     }
 }
 
+/// Whether the server at `port` fails to answer PING within 150 ms (it is stalled).
+pub fn stalled(port: u16) -> bool {
+    let mut ping = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "PING"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-cli");
+    let deadline = Instant::now() + Duration::from_millis(150);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = ping.try_wait() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = ping.kill();
+    let _ = ping.wait();
+    true
+}
+
 /// Runs `redis-cli -p <port> <args>` and returns its output.
 pub fn cli(port: u16, args: &[&str]) -> String {
     let out =
@@ -74,6 +93,8 @@ impl RedisServer {
             "",
             "--appendonly",
             "no",
+            "--enable-debug-command", // DEBUG SLEEP stands in for a stalled Redis
+            "local",
         ])
         .arg("--dir")
         .arg(&node_dir)
