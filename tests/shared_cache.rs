@@ -16,8 +16,10 @@ fn tmp() -> tempfile::TempDir {
 }
 
 /// A proxy with its own cache directory, sharing through `url`.
+/// Calls get a generous deadline: CI machines are busy, and a test that is not about
+/// deadlines must not lose an invalidation to a slow moment.
 fn proxy(origin: &Origin, dir: &tempfile::TempDir, name: &str, url: &str) -> ProxyProcess {
-    proxy_with(origin, dir, name, url, &[])
+    proxy_with(origin, dir, name, url, &["--shared-timeout", "2s"])
 }
 
 fn proxy_with(
@@ -210,7 +212,7 @@ async fn redis_down_degrades_to_local_and_recovers_without_restart() {
         }
         false
     };
-    assert!(dropped.await, "B dropped its copy after the restart");
+    assert!(dropped.await, "B dropped its copy after the restart: A {:?} B {:?}", a.log(), b.log());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -262,8 +264,8 @@ async fn rediss_with_a_private_ca_shares() {
     let files = [pki.cert_pem.clone(), pki.key_pem.clone(), pki.ca_pem.clone()];
     let redis = RedisServer::start_tls(dir.path(), files);
     let ca = pki.ca_pem.display().to_string();
-    let a = proxy_with(&origin, &dir, "a", &redis.tls_url(), &["--shared-ca", &ca]);
-    let b = proxy_with(&origin, &dir, "b", &redis.tls_url(), &["--shared-ca", &ca]);
+    let a = proxy_with(&origin, &dir, "a", &redis.tls_url(), &["--shared-ca", &ca, "--shared-timeout", "2s"]);
+    let b = proxy_with(&origin, &dir, "b", &redis.tls_url(), &["--shared-ca", &ca, "--shared-timeout", "2s"]);
 
     get(&a.url(origin.port(), "/t"), &[]).await;
     wait_entries(&[&redis], 1).await;
@@ -278,7 +280,7 @@ async fn bodies_over_the_shared_limit_stay_local_and_nobody_waits_for_them() {
     let (dir, origin) = (tmp(), Origin::start().await);
     origin.route("/huge", Behaviour::Pattern { len: LEN, headers: owned(&[CACHEABLE]) });
     let redis = RedisServer::start(dir.path());
-    let limit = ["--shared-max-object-size", "1MiB"];
+    let limit = ["--shared-max-object-size", "1MiB", "--shared-timeout", "2s"];
     let a = proxy_with(&origin, &dir, "a", &redis.url(), &limit);
     let b = proxy_with(&origin, &dir, "b", &redis.url(), &limit);
 
