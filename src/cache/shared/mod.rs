@@ -319,3 +319,60 @@ fn fresh_generation() -> u64 {
     let n = COUNTER.fetch_add(1, Relaxed);
     (nanos.as_nanos() as u64) ^ (n << 48) ^ ((std::process::id() as u64) << 32)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tier() -> Arc<SharedTier> {
+        let url = SharedUrl::parse("redis://127.0.0.1:1").unwrap();
+        SharedTier::new(SharedConfig {
+            url,
+            max_object: 1 << 20,
+            timeout: Duration::from_millis(50),
+            ca: None,
+        })
+    }
+
+    #[test]
+    fn a_down_tier_lets_one_probe_through_per_interval() {
+        let t = tier();
+        assert_eq!(t.state(), "down");
+        assert!(t.may_call(), "the first probe goes");
+        assert!(!t.may_call(), "the next ones skip Redis");
+        t.mark_up();
+        assert_eq!(t.state(), "up");
+        assert!(t.may_call() && t.may_call(), "up: every call goes");
+    }
+
+    #[test]
+    fn state_changes_are_counted_once_per_failure() {
+        let t = tier();
+        t.mark_up();
+        t.mark_down("refused");
+        t.mark_down("refused");
+        let s = t.snapshot();
+        assert_eq!((s.errors, s.up), (2, false));
+    }
+
+    #[tokio::test]
+    async fn without_a_connection_calls_are_skipped_not_failed() {
+        let t = tier();
+        let key = CacheKey::from_url("http://a:80/x".into());
+        assert!(t.get(&key).await.is_none());
+        assert!(!t.put(&key, &test_head(), Bytes::from_static(b"x"), Duration::from_secs(5)).await);
+        let s = t.snapshot();
+        assert_eq!((s.skipped, s.errors, s.hits), (2, 0, 0));
+    }
+
+    fn test_head() -> StoredHead {
+        StoredHead {
+            kind: crate::cache::meta::EntryKind::Response,
+            key: "http://a:80/x".into(),
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            request_time: std::time::SystemTime::now(),
+            response_time: std::time::SystemTime::now(),
+        }
+    }
+}
