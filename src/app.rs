@@ -52,7 +52,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         let cache = Cache::open(Some(&args.cache_dir), limits).with_context(|| {
             format!("--cache-dir {}: cannot open the cache directory", args.cache_dir.display())
         })?;
-        Some(Arc::new(cache))
+        Some(Arc::new(cache.with_shared(args.shared.config()?)))
     };
     let m = &args.modes;
     let h = &args.harden;
@@ -200,7 +200,12 @@ async fn serve(
     crate::admin::start(&args.admin, proxy.clone()).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let stale_time = args.stale_time.unwrap_or(0);
+    let shared_cache = match proxy.cache() {
+        Some(cache) => cache.start_shared(std::time::Duration::from_secs(1)).await,
+        None => "off",
+    };
     tracing::info!(
+        shared_cache,
         addr = %local,
         stale_time,
         upstream_port = args.upstream_port,

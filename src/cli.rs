@@ -164,6 +164,9 @@ pub struct RunArgs {
     /// Admin listener (metrics, stats, purge API, dashboard) and PURGE.
     #[command(flatten)]
     pub admin: crate::admin::AdminArgs,
+    /// The shared (Redis) tier.
+    #[command(flatten)]
+    pub shared: crate::config::shared::SharedArgs,
     /// The config file's `[[cache-rule]]` tables (after the `--rule` ones).
     #[arg(skip)]
     pub file_rules: Vec<Rule>,

@@ -5,6 +5,7 @@ use std::time::Duration;
 pub mod file;
 pub mod load;
 pub mod rule;
+pub mod shared;
 
 /// Parses a byte size: a number with an optional unit (B, KB, MB, GB, TB: powers of 1000;
 /// KiB, MiB, GiB, TiB and K, M, G, T: powers of 1024).

@@ -18,8 +18,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::metrics::{self, CacheCollector};
 use crate::access::cidr::{parse_cidr, Cidr};
+use crate::metrics::{self, CacheCollector};
 use crate::proxy::Proxy;
 
 /// Flags of the admin listener and of PURGE.

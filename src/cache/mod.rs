@@ -8,6 +8,7 @@ pub mod key;
 pub mod meta;
 pub mod pass_marks;
 pub mod policy;
+pub mod shared;
 pub mod sink;
 pub mod store;
 
@@ -45,6 +46,8 @@ pub enum Tier {
     Memory,
     /// The disk tier.
     Disk,
+    /// The shared tier (Redis), promoted to the local tiers.
+    Shared,
 }
 
 /// The body of a stored response.
@@ -133,6 +136,7 @@ pub struct Cache {
     coalescer: Arc<Coalescer>,
     limits: CacheLimits,
     pass_marks: PassMarks,
+    shared: Option<Arc<shared::SharedTier>>,
 }
 
 /// One thread writes small complete entries in order: a miss then costs one queue push
@@ -171,7 +175,7 @@ impl Cache {
         };
         let memory = MemoryTier::new(limits.memory_bytes, limits.max_object);
         let pass_marks = PassMarks::new(PASS_MARKS_MAX);
-        Ok(Self { memory, disk, writes, coalescer: Arc::default(), limits, pass_marks })
+        Ok(Self { memory, disk, writes, coalescer: Arc::default(), limits, pass_marks, shared: None })
     }
 
     /// The disk tier, if any.
@@ -229,12 +233,21 @@ impl Cache {
             request_time: now,
             response_time: now,
         });
-        self.store_complete(primary, head, Bytes::new()).await;
+        self.store_complete(primary, head.clone(), Bytes::new()).await;
+        self.write_through_marker(primary, head);
         Some(generation)
     }
 
-    /// Looks `key` up in memory, then on disk (promoting small disk hits to memory).
+    /// Looks `key` up in memory, then on disk (promoting small disk hits to memory), then in
+    /// the shared tier (promoting hits to both).
     pub async fn lookup_exact(&self, key: &CacheKey) -> Option<CachedResponse> {
+        match self.lookup_local(key).await {
+            Some(hit) => Some(hit),
+            None => self.lookup_shared(key).await,
+        }
+    }
+
+    async fn lookup_local(&self, key: &CacheKey) -> Option<CachedResponse> {
         if let Some(e) = self.memory.get(key.hash()) {
             return Some(CachedResponse {
                 head: e.head.clone(),

@@ -20,6 +20,8 @@ use crate::cache::fill::FillError;
 use crate::cache::key::CacheKey;
 use crate::cache::meta::StoredHead;
 use crate::cache::policy::{self, CacheControl};
+use crate::cache::shared::hooks::shared_ttl;
+use crate::cache::shared::Lease;
 use crate::cache::sink::FillSink;
 use crate::cache::{Cache, CachedBody, CachedResponse, Tier};
 
@@ -198,6 +200,9 @@ impl<'a> Fetch<'a> {
             drop(guard);
         } else if cache.restore_with_head(key, head.clone(), &fresh.body).await {
             guard.updated();
+            let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
+            let ttl = shared_ttl(lifetime.duration(), &CacheControl::parse(&view));
+            cache.share_body(key, head.clone(), &fresh.body, ttl, target.lease.clone());
         } else {
             drop(guard); // followers fetch for themselves
         }
@@ -218,13 +223,14 @@ impl<'a> Fetch<'a> {
         incoming: UpstreamIncoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
-        let (storable, lifetime, no_cache) = {
+        let (storable, lifetime, no_cache, shared_ttl) = {
             let view = settings.policy_headers(&head.headers);
             let storable =
                 policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy)
                     .map_err(|why| why.as_str());
             let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
-            (storable, lifetime, CacheControl::parse(&view).no_cache)
+            let cc = CacheControl::parse(&view);
+            (storable, lifetime, cc.no_cache, shared_ttl(lifetime.duration(), &cc))
         };
         // A response that varies is stored as the variant this request selects (§4.1), under
         // the URL's Vary marker; one that does not is stored under the URL itself.
@@ -254,6 +260,9 @@ impl<'a> Fetch<'a> {
             }
         };
         let Some((fill, sink)) = started else {
+            if let Some(lease) = &target.lease {
+                lease.pass(); // the fleet stops waiting for an entry that will not come
+            }
             drop(guard);
             return self.pass_response(head, incoming, target.reason).await;
         };
@@ -277,6 +286,8 @@ impl<'a> Fetch<'a> {
             expected_len,
             max_object: cache.limits().max_object,
             idle: self.proxy.upstream.timeouts().idle,
+            shared_ttl,
+            lease: target.lease.clone(),
         };
         let inline = expected_len.is_some_and(|n| n <= INLINE_BODY_MAX);
         let reply = Reply {
@@ -340,6 +351,10 @@ struct Pump {
     expected_len: Option<u64>,
     max_object: u64,
     idle: std::time::Duration,
+    /// How long the shared tier keeps the entry.
+    shared_ttl: std::time::Duration,
+    /// The fleet-wide lease, released once the entry is written through.
+    lease: Option<Arc<Lease>>,
 }
 
 impl Pump {
@@ -375,6 +390,15 @@ impl Pump {
             } else {
                 self.cache.store_complete(&self.key, self.head.clone(), body.clone()).await;
             }
+        }
+        if store {
+            self.cache.write_through(
+                &self.key,
+                self.head.clone(),
+                body.clone(),
+                self.shared_ttl,
+                self.lease.take(),
+            );
         }
         if let Some(g) = self.guard.take() {
             g.complete();

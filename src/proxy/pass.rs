@@ -79,14 +79,14 @@ impl Fetch<'_> {
             return;
         }
         let t = &self.ask.target;
-        cache.remove(&t.key()).await;
+        cache.invalidate(&t.key()).await;
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(path) =
                 headers.get(&name).and_then(|v| v.to_str().ok()).and_then(|v| same_origin_path(t, v))
             else {
                 continue;
             };
-            cache.remove(&t.key_for(&path)).await;
+            cache.invalidate(&t.key_for(&path)).await;
         }
     }
 

@@ -9,7 +9,6 @@ use super::body::ProxyBody;
 use super::route::{route_request, Route};
 use super::{ClientInfo, Proxy};
 
-
 /// Whether a request is a PURGE.
 pub(super) fn is_purge(req: &Request<Incoming>) -> bool {
     req.method().as_str() == "PURGE"

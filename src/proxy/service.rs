@@ -26,6 +26,8 @@ use crate::cache::fill::Fill;
 use crate::cache::key::CacheKey;
 use crate::cache::policy::rules::Rules;
 use crate::cache::policy::{self, CacheControl, PolicyConfig, Reuse};
+use crate::cache::shared::hooks::BeforeFetch;
+use crate::cache::shared::Lease;
 use crate::cache::{Cache, CachedResponse, Lookup, VaryMarker};
 
 /// Settings of the pipeline.
@@ -285,9 +287,22 @@ impl Proxy {
         if stale.is_none() && cache.pass_marks().is_marked(primary.hash(), Instant::now()) {
             return Some(self.pass_marked(&cache, ask, &primary).await);
         }
-        let target = FillTarget { primary, key, marker, reason };
+        let mut target = FillTarget { primary, key, marker, reason, lease: None };
         match cache.join(&target.key) {
-            Joined::Leader(guard) => Some(Fetch::new(self, ask).fill(&cache, &target, guard, stale).await),
+            Joined::Leader(guard) => {
+                // Unless the request itself refused the stored response, another proxy's
+                // newer copy will do.
+                if target.reason != "request" {
+                    match cache.before_fetch(&target.key, stale.as_ref()).await {
+                        BeforeFetch::Landed => {
+                            guard.updated(); // another proxy fetched it: look it up again
+                            return None;
+                        }
+                        BeforeFetch::Fetch(lease) => target.lease = lease,
+                    }
+                }
+                Some(Fetch::new(self, ask).fill(&cache, &target, guard, stale).await)
+            }
             Joined::Follower(rx) => self.follow(ask, &cache, &target, rx).await,
         }
     }
@@ -442,7 +457,8 @@ impl Proxy {
             return;
         };
         let (this, cache) = (self.clone(), cache.clone());
-        let target = FillTarget { primary: primary.clone(), key: key.clone(), marker, reason: "stale" };
+        let target =
+            FillTarget { primary: primary.clone(), key: key.clone(), marker, reason: "stale", lease: None };
         let ask = Ask { method: Method::GET, headers: ask.headers.clone(), target: ask.target.clone() };
         tokio::spawn(async move {
             let stale = cache.lookup_exact(&target.key).await;
@@ -459,6 +475,8 @@ pub(super) struct FillTarget {
     pub marker: Option<VaryMarker>,
     /// Why the request went forward, for Cache-Status `fwd` (RFC 9211 §2.2).
     pub reason: &'static str,
+    /// The fleet-wide lease for this fetch (shared tier), held until the entry is shared.
+    pub lease: Option<Arc<Lease>>,
 }
 
 /// How a response served from storage involved the origin (RFC 9211 `fwd`, `fwd-status`).

@@ -4,12 +4,13 @@
 pub mod client;
 pub mod origin;
 pub mod proxy;
+pub mod redis;
 pub mod tls;
 pub mod webdriver;
 
 pub use client::{get, raw};
 pub use origin::{owned, pattern, Behaviour, Origin};
-pub use proxy::ProxyBuilder;
+pub use proxy::{ProxyBuilder, ProxyProcess};
 
 /// A Last-Modified value an hour in the past, so heuristic freshness applies.
 pub fn last_modified() -> String {
