@@ -160,6 +160,17 @@ async fn request_line_head_and_body_limits_answer_414_431_413() {
         "b".repeat(1024)
     );
     assert_eq!(status_of(&raw(proxy.port, at_body.as_bytes()).await), 200);
+
+    // Past the 64 KiB preread the request has started; going over the limit then cuts the
+    // upload and answers 413 all the same.
+    let dir2 = tmp();
+    let proxy = ProxyBuilder::new(60, p, dir2.path()).arg("--max-request-body").arg("100KiB").start();
+    let chunk = "c".repeat(40_000);
+    let chunks: String = (0..4).map(|_| format!("{:x}\r\n{chunk}\r\n", chunk.len())).collect();
+    let long = format!(
+        "POST /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunks}0\r\n\r\n"
+    );
+    assert_eq!(status_of(&raw(proxy.port, long.as_bytes()).await), 413);
 }
 
 #[tokio::test(flavor = "multi_thread")]
