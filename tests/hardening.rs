@@ -313,6 +313,14 @@ async fn target_rules_are_checked_on_the_resolved_address_for_requests_and_tunne
     let got = get(&format!("http://127.0.0.1:{}/169.254.169.254/latest/meta-data/", proxy.port), &[]).await;
     assert_eq!(got.status, 403);
     assert!(String::from_utf8_lossy(&got.body).contains("169.254.0.0/16"), "{:?}", got.body);
+    let got = get(&format!("http://127.0.0.1:{}/[fd00:ec2::254]/latest/", proxy.port), &[]).await;
+    assert_eq!(got.status, 403);
+    // Forward (absolute-form) and HTTPS upstreams go through the same connector.
+    let forward =
+        "GET http://169.254.169.254/latest/ HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n";
+    assert_eq!(status_of(&raw(proxy.port, forward.as_bytes()).await), 403);
+    let got = get(&format!("http://127.0.0.1:{}/https://169.254.169.254/latest/", proxy.port), &[]).await;
+    assert_eq!(got.status, 403);
     assert_eq!(get(&proxy.url(p, "/x"), &[]).await.status, 200);
     assert!(proxy.wait_log("upstream targets", Duration::from_secs(5)));
 
