@@ -18,6 +18,8 @@ need() { # need <command> <package>
 }
 need curl curl # tests/modes.rs: a real client through -x and HTTPS_PROXY
 need redis-server redis-server # tests/shared_cache.rs: standalone Redis and a 3-node Redis Cluster
+need chromium chromium               # tests/dashboard.rs: the dashboard in a real browser
+need chromedriver chromium-driver   # ... driven over WebDriver
 
 echo "== format"
 cargo fmt --all -- --check
@@ -28,3 +30,6 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== tests (unit, integration, examples build)"
 # One debug build serves clippy's dependencies, the tests and the examples.
 cargo test --all-targets --locked
+
+echo "== fuzz (each target for a bounded time; SKIP_FUZZ=1 skips)"
+[ "${SKIP_FUZZ:-0}" = 1 ] || ./scripts/fuzz.sh "${FUZZ_SECONDS:-30}"

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 
+use crate::access::TargetAcl;
 use crate::access_log::AccessLog;
 use crate::cache::policy::PolicyConfig;
 use crate::cache::{Cache, CacheLimits};
@@ -54,6 +55,9 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         Some(Arc::new(cache.with_shared(args.shared.config()?)))
     };
     let m = &args.modes;
+    let h = &args.harden;
+    let targets = Arc::new(TargetAcl::new(h.allow_target.clone(), h.deny_target.clone(), h.deny_private));
+    tracing::info!(rules = %targets.describe(), "upstream targets");
     let upstream = Upstream::new(&UpstreamSettings {
         timeouts: Timeouts {
             connect: args.connect_timeout,
@@ -64,6 +68,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         pool_idle_timeout: m.pool_idle_timeout,
         extra_ca: m.upstream_ca.clone(),
         max_per_host: m.upstream_max_connections_per_host,
+        targets: targets.clone(),
     })?;
     let via_name = via_name(listen_port);
     let settings = ProxySettings {
@@ -87,12 +92,18 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
             ports: m.connect_ports.clone(),
             connect_timeout: args.connect_timeout,
             idle_timeout: m.connect_idle_timeout,
+            targets,
         },
         via: http::HeaderValue::from_str(&format!("1.1 {via_name} (httpcache-proxy)"))
             .context("the host name is not usable in Via")?,
         via_name,
         rules: Arc::new(arc_swap::ArcSwap::from_pointee(reload::rules(args))),
         access_log: open_access_log(args)?,
+        purge_allow: args.admin.purge_allow.clone(),
+        guard: crate::proxy::guard::Limits {
+            max_uri_length: args.harden.max_uri_length as usize,
+            max_request_body: args.harden.max_request_body,
+        },
     };
     Ok(Arc::new(Proxy::new(cache, upstream, settings)))
 }
@@ -186,6 +197,7 @@ async fn serve(
         (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
         _ => None,
     };
+    crate::admin::start(&args.admin, proxy.clone()).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let stale_time = args.stale_time.unwrap_or(0);
     let shared_cache = match proxy.cache() {
@@ -202,16 +214,13 @@ async fn serve(
         modes = %mode_summary(&args.modes),
         "listening on {scheme}://{local}/"
     );
-    if !args.host.is_loopback() {
-        tracing::warn!(
-            host = %args.host,
-            "bound to a non-loopback address: anyone who can reach it can use this proxy"
-        );
-    }
     let settings = ServerSettings {
-        header_timeout: std::time::Duration::from_secs(30),
+        header_timeout: args.harden.header_read_timeout,
         grace: args.shutdown_grace,
         tls,
+        gate: Arc::new(crate::access::clients::gate(&args.harden, args.host)),
+        max_header_size: usize::try_from(args.harden.max_header_size).unwrap_or(usize::MAX),
+        max_headers: args.harden.max_headers,
     };
     server::serve(listener, proxy.clone(), settings, shutdown_signal()).await;
     if let Some(cache) = proxy.cache() {

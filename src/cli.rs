@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod harden;
+
 use crate::cache::policy::rules::Rule;
 use crate::config::rule::parse_rule;
 use crate::config::{parse_duration, parse_field_name, parse_size, FieldName};
@@ -39,6 +41,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Check a config file (every key, value and rule) without starting the proxy.
     CheckConfig(CheckConfigArgs),
+    /// Inspect, verify, purge or warm a cache directory (proxy running or not).
+    Cache(crate::tools::CacheArgs),
 }
 
 /// Arguments of `check-config`.
@@ -138,6 +142,9 @@ pub struct RunArgs {
     /// Forward, reverse and CONNECT modes, TLS and the upstream pool.
     #[command(flatten)]
     pub modes: ModeArgs,
+    /// Limits and access control against hostile clients.
+    #[command(flatten)]
+    pub harden: harden::HardenArgs,
     /// TOML file holding any of these settings (keys named as the long flags, e.g.
     /// `cache-size = "10GiB"`) and the cache rules; flags given here override it. SIGHUP
     /// reloads it.
@@ -157,6 +164,9 @@ pub struct RunArgs {
     /// The shared (Redis) tier.
     #[command(flatten)]
     pub shared: crate::config::shared::SharedArgs,
+    /// Admin listener (metrics, stats, purge API, dashboard) and PURGE.
+    #[command(flatten)]
+    pub admin: crate::admin::AdminArgs,
     /// The config file's `[[cache-rule]]` tables (after the `--rule` ones).
     #[arg(skip)]
     pub file_rules: Vec<Rule>,

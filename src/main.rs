@@ -29,6 +29,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Cache(c)) = &loaded.cli.command {
+        return match httpcache_proxy::tools::run(c) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let run = &loaded.cli.run;
     let (verbose, format, level) = match &loaded.cli.command {
         Some(Command::Demo(d)) => (d.verbose, httpcache_proxy::cli::LogFormat::Text, None),
@@ -45,7 +55,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match loaded.cli.command.clone() {
             Some(Command::Demo(d)) => app::demo(d).await,
-            Some(Command::CheckConfig(_)) => Ok(()),
+            Some(Command::CheckConfig(_) | Command::Cache(_)) => Ok(()),
             None => app::run_loaded(loaded, argv).await,
         }
     });

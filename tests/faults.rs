@@ -641,6 +641,8 @@ async fn kill_during_a_write_then_restart_serves_an_intact_body() {
     assert_whole(&got, &expected, "after restart");
     assert_eq!(got.header("x-cache"), Some("MISS"));
     assert_eq!(origin.hits("/k"), 2);
+    // The client has every byte (Content-Length) before the entry's rename; wait for it.
+    assert!(eventually(Duration::from_secs(10), || !entry_files(dir.path()).is_empty()).await);
     let got = fetch(&proxy.url(origin.port(), "/k")).await;
     assert_whole(&got, &expected, "hit after restart");
     assert_eq!(got.header("x-cache"), Some("HIT"));

@@ -79,6 +79,11 @@ impl Fill {
         s.outcome.as_ref().is_none_or(|o| o.is_ok()) && (s.retaining || (s.file.is_some() && !s.file_failed))
     }
 
+    /// The upstream failure that ended this fill, if it failed.
+    pub fn upstream_failure(&self) -> Option<FillError> {
+        self.state.lock().outcome.clone().and_then(Result::err)
+    }
+
     /// A reader positioned at the first body byte.
     pub fn reader(self: &Arc<Self>) -> FillReader {
         FillReader { fill: self.clone(), pos: 0, chunk: 0, version: self.version.subscribe() }

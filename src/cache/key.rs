@@ -97,9 +97,36 @@ pub fn parse_hex(name: &str) -> Option<KeyHash> {
     Some(out)
 }
 
+/// The cache key of an absolute http(s) URL: scheme and host lowercase, the port explicit,
+/// the path `/` when empty (how the proxy names what it stores).
+pub fn key_of_url(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not an absolute http(s) URL");
+    let uri: http::Uri = s.parse().map_err(|_| bad())?;
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase).ok_or_else(bad)?;
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return Err(bad()),
+    };
+    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(bad)?.to_ascii_lowercase();
+    let port = uri.port_u16().unwrap_or(default_port);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = if path.is_empty() { "/" } else { path };
+    Ok(format!("{scheme}://{host}:{port}{path}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_become_cache_keys() {
+        assert_eq!(key_of_url("http://Example.com/a?b=1").unwrap(), "http://example.com:80/a?b=1");
+        assert_eq!(key_of_url("https://h:8443").unwrap(), "https://h:8443/");
+        assert_eq!(key_of_url("http://[::1]:9/x").unwrap(), "http://[::1]:9/x");
+        assert!(key_of_url("ftp://h/").is_err());
+        assert!(key_of_url("/relative").is_err());
+    }
 
     #[test]
     fn key_names_port_explicitly() {

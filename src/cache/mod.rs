@@ -3,6 +3,7 @@
 
 pub mod coalesce;
 pub mod fill;
+pub mod inventory;
 pub mod key;
 pub mod meta;
 pub mod pass_marks;

@@ -4,9 +4,12 @@
 mod assess;
 pub mod body;
 mod fetch;
+pub mod guard;
 pub mod headers;
 mod pass;
+pub mod purge;
 pub mod range;
+mod record;
 pub mod reply;
 pub mod respond;
 pub mod route;

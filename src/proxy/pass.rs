@@ -7,10 +7,10 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Empty};
-use hyper::body::Incoming;
 
 use super::body::ProxyBody;
 use super::fetch::{content_length, Answer, Fetch, INLINE_BODY_MAX};
+use super::guard::body::ClientBody;
 use super::headers::{strip_hop_by_hop, CACHE_STATUS, X_CACHE};
 use super::reply::{CacheResult, CacheStatus};
 use super::respond;
@@ -20,7 +20,7 @@ use crate::cache::meta::StoredHead;
 impl Fetch<'_> {
     /// Forwards the request and streams the answer back without storing it. `fwd` is the
     /// Cache-Status reason. Unsafe methods that succeed invalidate the target (§4.4).
-    pub(super) async fn pass(&self, body: Option<Incoming>, fwd: &'static str) -> Answer {
+    pub(super) async fn pass(&self, body: Option<ClientBody>, fwd: &'static str) -> Answer {
         // An empty client body goes as none, so the request can be retried (see Upstream::send).
         let body = body.filter(|b| !http_body::Body::is_end_stream(b));
         let body = body.map_or(Either::Left(Empty::new()), Either::Right);

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use super::assess::Assessed;
 use super::body::ProxyBody;
 use super::fetch::Fetch;
+use super::guard::{self, body::ClientBody};
 use super::headers;
+use super::record::Answered;
 use super::reply::{CacheResult, CacheStatus, Reply};
 use super::respond;
 use super::route::{route_request, Mode, Route, Routing, Target};
@@ -51,6 +53,10 @@ pub struct ProxySettings {
     pub rules: SharedRules,
     /// Where each request is logged in Combined Log Format, if anywhere.
     pub access_log: Option<AccessLog>,
+    /// Clients allowed to send PURGE.
+    pub purge_allow: Vec<crate::access::cidr::Cidr>,
+    /// Request size limits (see `guard`).
+    pub guard: guard::Limits,
 }
 
 /// Who sent a request: the server puts this in each request's extensions.
@@ -117,14 +123,17 @@ impl Proxy {
         if let (Some(log), Some(pending)) = (&self.settings.access_log, pending) {
             log.finish(pending, resp.status(), bytes);
         }
+        let (status, elapsed, caching) = (resp.status().as_u16(), started.elapsed(), self.cache.is_some());
+        let answered = Answered { method: &method, uri: &uri, mode, status, result, bytes, elapsed, caching };
+        super::record::request(answered);
         tracing::info!(
             method = %method,
             target = %uri,
             mode = mode.as_str(),
-            status = resp.status().as_u16(),
+            status,
             cache = result.as_str(),
             bytes,
-            us = started.elapsed().as_micros() as u64,
+            us = elapsed.as_micros() as u64,
             "request"
         );
         resp
@@ -141,10 +150,19 @@ impl Proxy {
                 Mode::Embedded
             }
         };
+        let (limits, head) = (&self.settings.guard, req.headers());
+        if let Err(refusal) = guard::request::check_head(req.method(), req.uri(), req.version(), head, limits)
+        {
+            return (refusal.response(), CacheResult::Local, mode_of(&req));
+        }
         if headers::via_names(req.headers()).any(|name| name == self.settings.via_name) {
             let msg = format!("loop: this request already passed through {}", self.settings.via_name);
             let (resp, result) = local(StatusCode::LOOP_DETECTED, &msg);
             return (resp, result, mode_of(&req));
+        }
+        if super::purge::is_purge(&req) {
+            let mode = mode_of(&req);
+            return (super::purge::handle(self, req).await, CacheResult::Local, mode);
         }
         if req.method() == Method::CONNECT {
             return (tunnel::open(&self.settings.tunnel, req).await, CacheResult::Tunnel, Mode::Connect);
@@ -174,13 +192,17 @@ impl Proxy {
                 headers::add_forwarding(&mut parts.headers, c.addr.ip(), c.tls, host.as_deref());
             }
         }
+        let body = match guard::body::prepare(body, self.settings.guard.max_request_body).await {
+            Ok(body) => body,
+            Err(refusal) => return (refusal.response(), CacheResult::Local, mode),
+        };
         let ask = Ask { method: parts.method, headers: parts.headers, target };
         let (resp, result) = self.route_to(ask, body).await;
         (resp, result, mode)
     }
 
     /// Serves a routed request: from the cache for GET and HEAD when caching is on.
-    async fn route_to(self: &Arc<Self>, ask: Ask, body: Incoming) -> (Response<ProxyBody>, CacheResult) {
+    async fn route_to(self: &Arc<Self>, ask: Ask, body: ClientBody) -> (Response<ProxyBody>, CacheResult) {
         let cache = match &self.cache {
             Some(c) if ask.method == Method::GET || ask.method == Method::HEAD => c.clone(),
             _ => return Fetch::new(self, &ask).pass(Some(body), "bypass").await,
@@ -407,6 +429,12 @@ impl Proxy {
                 }
                 Phase::Failed(status, msg) => {
                     return Some((respond::error(status, &msg), CacheResult::Local))
+                }
+                // The leader's upstream died mid-body before this request could join: release
+                // it with 502 rather than have every waiting client fetch again.
+                Phase::Ready(fill) if fill.upstream_failure().is_some() => {
+                    let why = fill.upstream_failure().map(|e| e.to_string()).unwrap_or_default();
+                    return Some((respond::error(StatusCode::BAD_GATEWAY, &why), CacheResult::Local));
                 }
                 // Another variant: look up again (the Vary marker now maps this request to
                 // its own variant). A response that may not serve others: fetch alone.

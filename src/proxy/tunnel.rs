@@ -26,6 +26,8 @@ pub struct TunnelSettings {
     pub connect_timeout: Duration,
     /// A tunnel with no bytes either way for this long is closed.
     pub idle_timeout: Duration,
+    /// Which targets may be connected to.
+    pub targets: std::sync::Arc<crate::access::TargetAcl>,
 }
 
 /// Answers a CONNECT request: 200 and a relay task, or why not.
@@ -45,18 +47,24 @@ pub async fn open(settings: &TunnelSettings, req: Request<Incoming>) -> Response
         return respond::error(StatusCode::FORBIDDEN, &msg);
     }
     let name = format!("{host}:{port}");
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let upstream =
-        match tokio::time::timeout(settings.connect_timeout, TcpStream::connect((bare, port))).await {
-            Err(_) => {
-                let msg = format!("{name} did not accept a connection within {:?}", settings.connect_timeout);
-                return respond::error(StatusCode::GATEWAY_TIMEOUT, &msg);
-            }
-            Ok(Err(e)) => {
-                return respond::error(StatusCode::BAD_GATEWAY, &format!("cannot connect to {name}: {e}"))
-            }
-            Ok(Ok(s)) => s,
-        };
+    // The target rules see the resolved addresses, and only those are connected to.
+    let connect = async {
+        match settings.targets.resolve(&host, port).await {
+            Ok(addrs) => TcpStream::connect(&addrs[..]).await.map_err(Err),
+            Err(e) => Err(e),
+        }
+    };
+    let upstream = match tokio::time::timeout(settings.connect_timeout, connect).await {
+        Err(_) => {
+            let msg = format!("{name} did not accept a connection within {:?}", settings.connect_timeout);
+            return respond::error(StatusCode::GATEWAY_TIMEOUT, &msg);
+        }
+        Ok(Err(Ok(refused))) => return respond::error(StatusCode::FORBIDDEN, &refused.0),
+        Ok(Err(Err(e))) => {
+            return respond::error(StatusCode::BAD_GATEWAY, &format!("cannot connect to {name}: {e}"))
+        }
+        Ok(Ok(s)) => s,
+    };
     let _ = upstream.set_nodelay(true);
     let idle = settings.idle_timeout;
     tokio::spawn(async move {

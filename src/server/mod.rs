@@ -3,6 +3,7 @@
 //! cleartext). On shutdown it stops accepting, lets in-flight requests finish within a grace
 //! period, and closes idle keep-alive connections.
 
+mod refuse;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::access::{Admission, ClientGate};
 use crate::proxy::{ClientInfo, Proxy};
 
 /// Settings of the listener.
@@ -32,6 +34,12 @@ pub struct ServerSettings {
     pub grace: Duration,
     /// Terminate TLS with this acceptor (HTTPS listener).
     pub tls: Option<TlsAcceptor>,
+    /// Which clients may connect, and how many connections may be open.
+    pub gate: Arc<ClientGate>,
+    /// Largest request head in bytes (431 over).
+    pub max_header_size: usize,
+    /// Most header fields in a request (431 over).
+    pub max_headers: usize,
 }
 
 /// Serves `proxy` on `listener` until `shutdown` resolves, then drains.
@@ -58,11 +66,20 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let ticket = match settings.gate.admit(peer.ip()) {
+                    Admission::Admitted(ticket) => ticket,
+                    refused => {
+                        tokio::spawn(refuse::answer(stream, peer, refused, settings.tls.is_some()));
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let (proxy, builder, stop, open) = (proxy.clone(), builder.clone(), stop_rx.clone(), open.clone());
                 let (tls, handshake_timeout) = (settings.tls.clone(), settings.header_timeout);
                 open.fetch_add(1, Ordering::Relaxed);
+                let counted = crate::metrics::ConnectionGuard::open();
                 tokio::spawn(async move {
+                    let _counted = counted;
                     match tls {
                         None => connection(stream, peer, false, proxy, &builder, stop).await,
                         Some(acceptor) => {
@@ -74,6 +91,7 @@ pub async fn serve(
                         }
                     }
                     open.fetch_sub(1, Ordering::Relaxed);
+                    drop(ticket);
                 });
             }
         }
@@ -95,8 +113,15 @@ pub async fn serve(
 /// HTTP/1.1 (keep-alive, header deadline) and HTTP/2, chosen by the client's first bytes.
 fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(settings.header_timeout).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_timeout)
+        .keep_alive(true)
+        .max_buf_size(settings.max_header_size.max(8192))
+        .max_headers(settings.max_headers);
+    let header_list = u32::try_from(settings.max_header_size).unwrap_or(u32::MAX);
+    builder.http2().timer(TokioTimer::new()).max_header_list_size(header_list);
     builder
 }
 

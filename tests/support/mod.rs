@@ -6,6 +6,7 @@ pub mod origin;
 pub mod proxy;
 pub mod redis;
 pub mod tls;
+pub mod webdriver;
 
 pub use client::{get, raw};
 pub use origin::{owned, pattern, Behaviour, Origin};

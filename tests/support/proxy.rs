@@ -96,6 +96,23 @@ impl ProxyProcess {
         format!("http://127.0.0.1:{}/127.0.0.1:{origin_port}{path}", self.port)
     }
 
+    /// The admin listener's port, from its "admin listener on http://ADDR/" log line.
+    pub fn admin_port(&self) -> u16 {
+        assert!(
+            self.wait_log("admin listener on http://", Duration::from_secs(10)),
+            "no admin listener: {:?}",
+            self.log()
+        );
+        let log = self.log();
+        let line = log.iter().find(|l| l.contains("admin listener on http://")).unwrap();
+        let rest = line.split("admin listener on http://").nth(1).unwrap();
+        rest.split('/')
+            .next()
+            .and_then(|a| a.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .expect("admin port")
+    }
+
     /// Log lines so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().clone()

@@ -110,7 +110,8 @@ pub struct DiskStore {
     stats: Arc<DiskStats>,
 }
 
-fn entry_path(dir: &Path, hash: &KeyHash) -> PathBuf {
+/// Where the entry of `hash` lives under `dir`.
+pub fn entry_path(dir: &Path, hash: &KeyHash) -> PathBuf {
     let name = hex(hash);
     dir.join(&name[..2]).join(name)
 }
@@ -200,6 +201,11 @@ impl DiskStore {
     /// Whether the background index scan has finished.
     pub fn index_loaded(&self) -> bool {
         self.index_loaded.load(Ordering::Acquire)
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Entries and bytes the index knows of.

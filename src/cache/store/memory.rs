@@ -1,11 +1,12 @@
 //! The memory tier: hot objects kept whole, so a hit in the working set touches no disk.
 //! Bounded by bytes with quick_cache's S3-FIFO-like eviction.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use quick_cache::sync::Cache as QuickCache;
-use quick_cache::Weighter;
+use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::cache::key::KeyHash;
 use crate::cache::meta::StoredHead;
@@ -45,9 +46,25 @@ impl Weighter<KeyHash, Arc<MemEntry>> for EntryWeighter {
     }
 }
 
+/// Counts entries evicted to stay within the bound (for the metrics).
+#[derive(Clone, Default)]
+struct CountEvictions(Arc<AtomicU64>);
+
+impl Lifecycle<KeyHash, Arc<MemEntry>> for CountEvictions {
+    /// The key an insert replaces: a replaced value is not an eviction.
+    type RequestState = Option<KeyHash>;
+
+    fn on_evict(&self, replacing: &mut Option<KeyHash>, key: KeyHash, _entry: Arc<MemEntry>) {
+        if *replacing != Some(key) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The memory tier.
 pub struct MemoryTier {
-    cache: QuickCache<KeyHash, Arc<MemEntry>, EntryWeighter>,
+    cache: QuickCache<KeyHash, Arc<MemEntry>, EntryWeighter, DefaultHashBuilder, CountEvictions>,
+    evictions: CountEvictions,
     max_object: u64,
 }
 
@@ -55,11 +72,18 @@ impl MemoryTier {
     /// A tier of `capacity` bytes holding objects of up to `max_object` bytes.
     pub fn new(capacity: u64, max_object: u64) -> Self {
         let estimated_items = (capacity / 16_384).clamp(16, 1 << 20) as usize;
-        let cache = QuickCache::with_weighter(estimated_items, capacity.max(1), EntryWeighter);
+        let evictions = CountEvictions::default();
+        let cache = QuickCache::with(
+            estimated_items,
+            capacity.max(1),
+            EntryWeighter,
+            DefaultHashBuilder::default(),
+            evictions.clone(),
+        );
         // A shard holds capacity/shards bytes; keep objects well below that so one large body
         // cannot flush a whole shard.
         let max_object = max_object.min(capacity / 16);
-        Self { cache, max_object }
+        Self { cache, evictions, max_object }
     }
 
     /// Largest body this tier accepts.
@@ -75,7 +99,7 @@ impl MemoryTier {
     /// Stores an entry if it fits.
     pub fn insert(&self, hash: KeyHash, entry: Arc<MemEntry>) {
         if entry.body.len() as u64 <= self.max_object {
-            self.cache.insert(hash, entry);
+            self.cache.insert_with_lifecycle(hash, entry, &mut Some(hash));
         }
     }
 
@@ -84,8 +108,50 @@ impl MemoryTier {
         self.cache.remove(hash);
     }
 
+    /// Every entry held, with its hash (a snapshot; for listings, not the hot path).
+    pub fn entries(&self) -> Vec<(KeyHash, Arc<MemEntry>)> {
+        self.cache.iter().collect()
+    }
+
+    /// Entries evicted to stay within the bound so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.0.load(Ordering::Relaxed)
+    }
+
     /// Entries and bytes held.
     pub fn usage(&self) -> (usize, u64) {
         (self.cache.len(), self.cache.weight())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::meta::{from_millis, EntryKind, StoredHead};
+
+    fn entry(body: usize) -> Arc<MemEntry> {
+        let head = Arc::new(StoredHead {
+            kind: EntryKind::Response,
+            key: "k".into(),
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            request_time: from_millis(1),
+            response_time: from_millis(2),
+        });
+        Arc::new(MemEntry::new(head, Bytes::from(vec![0u8; body])))
+    }
+
+    #[test]
+    fn evictions_are_counted_but_replacements_are_not() {
+        let tier = MemoryTier::new(64 * 1024, 4096);
+        for _ in 0..10 {
+            tier.insert([1; 32], entry(100));
+        }
+        assert_eq!(tier.evictions(), 0);
+        for i in 0..200u8 {
+            tier.insert([i; 32], entry(2048));
+        }
+        assert!(tier.evictions() > 0);
+        assert!(tier.usage().1 <= 64 * 1024);
     }
 }

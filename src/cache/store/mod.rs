@@ -4,3 +4,4 @@
 pub mod codec;
 pub mod disk;
 pub mod memory;
+pub mod scan;

@@ -2,10 +2,12 @@
 //! connect, on the response head and between body chunks, one retry of an idempotent request
 //! whose reused connection the upstream had closed, and errors classified into 502 and 504.
 
+mod checked;
 mod limit;
 mod tls;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,11 +19,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use self::checked::CheckedConnector;
+use super::guard::body::ClientBody;
+use super::guard::response::check_upstream_head;
+use crate::access::{TargetAcl, TargetRefused};
+
 pub use limit::{HostLimits, UpstreamIncoming};
 pub use tls::{client_config, TlsSetupError};
 
 /// The body of an upstream request: empty (GET, revalidation) or the client's own.
-pub type UpstreamBody = Either<Empty<Bytes>, Incoming>;
+pub type UpstreamBody = Either<Empty<Bytes>, ClientBody>;
 
 /// Deadlines for upstream exchanges.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +54,8 @@ pub struct UpstreamSettings {
     pub extra_ca: Option<PathBuf>,
     /// Requests in flight per upstream host (each holds a connection); 0: no limit.
     pub max_per_host: usize,
+    /// Which targets may be connected to (checked on the resolved address).
+    pub targets: Arc<TargetAcl>,
 }
 
 /// Why an upstream exchange failed.
@@ -78,6 +87,14 @@ pub enum UpstreamError {
         /// How long the request waited.
         secs: f64,
     },
+    /// A target rule (--allow-target, --deny-target, built-in ranges) refused the target.
+    #[error("{reason}")]
+    Refused {
+        /// The target as named.
+        target: String,
+        /// Which rule refused it.
+        reason: String,
+    },
     /// The connection broke or the answer was not valid HTTP.
     #[error("bad response from {target}: {reason}")]
     Protocol {
@@ -94,6 +111,7 @@ impl UpstreamError {
         match self {
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            UpstreamError::Refused { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -102,7 +120,7 @@ impl UpstreamError {
 /// The pooled client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    client: Client<HttpsConnector<CheckedConnector>, UpstreamBody>,
     timeouts: Timeouts,
     limits: HostLimits,
 }
@@ -119,7 +137,7 @@ impl Upstream {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
+            .wrap_connector(CheckedConnector::new(http, settings.targets.clone()));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.max_idle_per_host)
@@ -143,7 +161,10 @@ impl Upstream {
         target: &str,
     ) -> Result<Response<UpstreamIncoming>, UpstreamError> {
         let permit = self.limits.acquire(target, self.timeouts.connect).await?;
-        let resp = self.send_retrying(req, target).await?;
+        let started = std::time::Instant::now();
+        let sent = self.send_retrying(req, target).await;
+        crate::metrics::global().upstream_sent(started.elapsed(), sent.is_ok());
+        let resp = sent?;
         Ok(resp.map(|body| UpstreamIncoming::new(body, permit)))
     }
 
@@ -177,7 +198,14 @@ impl Upstream {
                 UpstreamError::Timeout { target: target.to_string(), secs: deadline.as_secs_f64() },
                 false,
             )),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(Ok(resp)) => match check_upstream_head(resp.headers()) {
+                Ok(()) => Ok(resp),
+                Err(reason) => Err((UpstreamError::Protocol { target: target.to_string(), reason }, false)),
+            },
+            Ok(Err(e)) if refusal(&e).is_some() => {
+                let reason = refusal(&e).unwrap_or_default();
+                Err((UpstreamError::Refused { target: target.to_string(), reason }, false))
+            }
             Ok(Err(e)) if e.is_connect() => {
                 let reason = root_cause(&e);
                 if reason.contains("timed out") {
@@ -228,6 +256,18 @@ fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
         cur = err.source();
     }
     false
+}
+
+/// The target rule's refusal somewhere in `e`'s causes.
+fn refusal(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<TargetRefused>() {
+            return Some(r.0.clone());
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// The innermost error message, which names the actual cause (e.g. "Connection refused").

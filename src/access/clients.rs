@@ -1,0 +1,167 @@
+//! The client gate: which addresses may connect, and how many connections may be open in all
+//! and per client address. The server asks once per accepted connection; the returned ticket
+//! gives the slot back when the connection ends.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::Cidr;
+
+/// Connection limits (0: none).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GateLimits {
+    /// Open client connections in all.
+    pub max_connections: usize,
+    /// Open connections per client address.
+    pub max_per_client: usize,
+}
+
+/// The verdict on a new connection.
+#[derive(Debug)]
+pub enum Admission {
+    /// Serve it; the ticket frees the slot on drop.
+    Admitted(Ticket),
+    /// The address is not in the allow-list (403).
+    NotAllowed,
+    /// The proxy is at --max-connections (503).
+    Full,
+    /// This client is at --max-connections-per-client (503).
+    ClientFull,
+}
+
+/// Allow-list and counters, shared by the accept loop.
+#[derive(Debug)]
+pub struct ClientGate {
+    allow: Vec<Cidr>,
+    limits: GateLimits,
+    open: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+}
+
+/// An admitted connection's slot.
+#[derive(Debug)]
+pub struct Ticket {
+    ip: IpAddr,
+    open: Arc<Mutex<Counts>>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut c = self.open.lock();
+        c.total -= 1;
+        if let Some(n) = c.per_client.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_client.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ClientGate {
+    /// A gate letting in `allow` (empty: nobody) within `limits`.
+    pub fn new(allow: Vec<Cidr>, limits: GateLimits) -> Self {
+        Self { allow, limits, open: Arc::default() }
+    }
+
+    /// The allow-list as configured, for the start-up log.
+    pub fn allowed(&self) -> &[Cidr] {
+        &self.allow
+    }
+
+    /// Decides on a connection from `ip`.
+    pub fn admit(&self, ip: IpAddr) -> Admission {
+        let ip = ip.to_canonical();
+        if !self.allow.iter().any(|net| net.contains(ip)) {
+            return Admission::NotAllowed;
+        }
+        let mut c = self.open.lock();
+        if self.limits.max_connections > 0 && c.total >= self.limits.max_connections {
+            return Admission::Full;
+        }
+        let mine = c.per_client.get(&ip).copied().unwrap_or(0);
+        if self.limits.max_per_client > 0 && mine >= self.limits.max_per_client {
+            return Admission::ClientFull;
+        }
+        c.total += 1;
+        *c.per_client.entry(ip).or_insert(0) += 1;
+        Admission::Admitted(Ticket { ip, open: self.open.clone() })
+    }
+}
+
+/// The allow-list in force: the configured one, or by default loopback only when the
+/// listener is on loopback, and everyone when it is bound to a network address (so
+/// `--host 0.0.0.0` keeps serving the LAN as the original proxy did; the start-up log warns).
+pub fn effective_allow_list(configured: &[Cidr], host: IpAddr) -> Vec<Cidr> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    let nets: &[&str] = if host.is_loopback() { &["127.0.0.0/8", "::1/128"] } else { &["0.0.0.0/0", "::/0"] };
+    nets.iter().map(|n| n.parse().expect("built-in CIDR")).collect()
+}
+
+/// The gate the flags describe; logs the allow-list in force, and warns when the proxy is
+/// open to the network because no --allow-client narrows a network bind.
+pub fn gate(args: &crate::cli::harden::HardenArgs, host: IpAddr) -> ClientGate {
+    let allow = effective_allow_list(&args.allow_client, host);
+    let list = allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if args.allow_client.is_empty() && !host.is_loopback() {
+        tracing::warn!(
+            %host,
+            "OPEN PROXY: bound to a network address with no --allow-client, so anyone who can reach \
+             it can use this proxy; pass --allow-client CIDR to restrict it"
+        );
+    }
+    tracing::info!(
+        allow_client = %list,
+        max_connections = args.max_connections,
+        max_connections_per_client = args.max_connections_per_client,
+        "client access"
+    );
+    let limits =
+        GateLimits { max_connections: args.max_connections, max_per_client: args.max_connections_per_client };
+    ClientGate::new(allow, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_allow_list_follows_the_bind_address() {
+        let lo = ClientGate::new(effective_allow_list(&[], ip("127.0.0.1")), GateLimits::default());
+        assert!(matches!(lo.admit(ip("127.0.0.5")), Admission::Admitted(_)));
+        assert!(matches!(lo.admit(ip("::1")), Admission::Admitted(_)));
+        assert!(matches!(lo.admit(ip("10.0.0.1")), Admission::NotAllowed));
+        let lan = ClientGate::new(effective_allow_list(&[], ip("0.0.0.0")), GateLimits::default());
+        assert!(matches!(lan.admit(ip("10.0.0.1")), Admission::Admitted(_)));
+        let set = effective_allow_list(&["10.0.0.0/8".parse().unwrap()], ip("0.0.0.0"));
+        let only = ClientGate::new(set, GateLimits::default());
+        assert!(matches!(only.admit(ip("127.0.0.1")), Admission::NotAllowed));
+    }
+
+    #[test]
+    fn limits_count_open_connections_and_free_them() {
+        let limits = GateLimits { max_connections: 3, max_per_client: 2 };
+        let gate = ClientGate::new(vec!["0.0.0.0/0".parse().unwrap()], limits);
+        let a1 = gate.admit(ip("10.0.0.1"));
+        let _a2 = gate.admit(ip("10.0.0.1"));
+        assert!(matches!(gate.admit(ip("10.0.0.1")), Admission::ClientFull));
+        let _b1 = gate.admit(ip("10.0.0.2"));
+        assert!(matches!(gate.admit(ip("10.0.0.3")), Admission::Full));
+        drop(a1);
+        assert!(matches!(gate.admit(ip("10.0.0.1")), Admission::Admitted(_)));
+    }
+}
