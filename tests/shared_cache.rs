@@ -383,3 +383,28 @@ async fn a_stalled_redis_costs_requests_a_deadline_not_an_outage() {
     assert_eq!(get(&a.url(origin.port(), "/s"), &[]).await.header("x-cache"), Some("HIT"));
     sleeper.join().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_on_one_proxy_reaches_a_proxy_that_holds_the_url() {
+    let (dir, origin) = (tmp(), Origin::start().await);
+    origin.ok("/p", &[CACHEABLE], "p1");
+    let redis = RedisServer::start(dir.path());
+    let (a, b) = (proxy(&origin, &dir, "a", &redis.url()), proxy(&origin, &dir, "b", &redis.url()));
+    assert_eq!(get(&b.url(origin.port(), "/p"), &[]).await.header("x-cache"), Some("MISS"));
+    wait_entries(&[&redis], 1).await;
+
+    // A never served /p itself: the purge still reaches Redis and B.
+    origin.ok("/p", &[CACHEABLE], "p2");
+    assert_eq!(request("PURGE", &a.url(origin.port(), "/p"), &[]).await.status, 404, "nothing local on A");
+    assert!(redis.keys("hc:*:m").is_empty(), "the shared entry is gone");
+    let mut fresh = false;
+    for _ in 0..200 {
+        if get(&b.url(origin.port(), "/p"), &[]).await.body == "p2" {
+            fresh = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(fresh, "B dropped its copy: {:?}", b.log());
+    assert_eq!(origin.hits("/p"), 2);
+}

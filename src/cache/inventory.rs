@@ -70,9 +70,14 @@ impl Cache {
     /// extended by a rule's key fields (both continue the URL with a newline). Returns how
     /// many entries were removed.
     pub async fn purge_url(self: &Arc<Self>, url: &str) -> usize {
-        let url = url.to_string();
+        let (url, url_for_fleet) = (url.to_string(), url.to_string());
         let below = format!("{url}\n");
-        self.purge_where(move |k| k == url || k.starts_with(&below)).await
+        let purged = self.purge_where(move |k| k == url.as_str() || k.starts_with(&below)).await;
+        // Other proxies may hold the URL though this one does not: tell the fleet anyway.
+        if let Some(tier) = self.shared() {
+            tier.invalidate(&CacheKey::from_url(url_for_fleet)).await;
+        }
+        purged
     }
 
     /// Removes every entry whose key starts with `prefix`; returns how many.
@@ -85,7 +90,7 @@ impl Cache {
         let this = self.clone();
         let found = tokio::task::spawn_blocking(move || this.entries_where(keep)).await.unwrap_or_default();
         for e in &found {
-            self.remove(&CacheKey::from_url(e.head.key.clone())).await;
+            self.invalidate(&CacheKey::from_url(e.head.key.clone())).await; // the fleet too
         }
         found.len()
     }
