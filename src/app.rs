@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 
-use crate::access::TargetAcl;
+use crate::access::{SharedTargets, TargetAcl};
 use crate::access_log::AccessLog;
 use crate::cache::policy::PolicyConfig;
 use crate::cache::{Cache, CacheLimits};
@@ -55,9 +55,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         Some(Arc::new(cache.with_shared(args.shared.config()?)))
     };
     let m = &args.modes;
-    let h = &args.harden;
-    let targets = Arc::new(TargetAcl::new(h.allow_target.clone(), h.deny_target.clone(), h.deny_private));
-    tracing::info!(rules = %targets.describe(), "upstream targets");
+    let targets: SharedTargets = Arc::new(arc_swap::ArcSwap::from_pointee(target_acl(args)));
     let upstream = Upstream::new(&UpstreamSettings {
         timeouts: Timeouts {
             connect: args.connect_timeout,
@@ -92,7 +90,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
             ports: m.connect_ports.clone(),
             connect_timeout: args.connect_timeout,
             idle_timeout: m.connect_idle_timeout,
-            targets,
+            targets: targets.clone(),
         },
         via: http::HeaderValue::from_str(&format!("1.1 {via_name} (httpcache-proxy)"))
             .context("the host name is not usable in Via")?,
@@ -100,12 +98,26 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         rules: Arc::new(arc_swap::ArcSwap::from_pointee(reload::rules(args))),
         access_log: open_access_log(args)?,
         purge_allow: args.admin.purge_allow.clone(),
-        guard: crate::proxy::guard::Limits {
-            max_uri_length: args.harden.max_uri_length as usize,
-            max_request_body: args.harden.max_request_body,
-        },
+        guard: Arc::new(arc_swap::ArcSwap::from_pointee(guard_limits(args))),
+        targets,
     };
     Ok(Arc::new(Proxy::new(cache, upstream, settings)))
+}
+
+/// The upstream target rules the flags describe (at start and on each reload), logged.
+pub fn target_acl(args: &RunArgs) -> TargetAcl {
+    let h = &args.harden;
+    let acl = TargetAcl::new(h.allow_target.clone(), h.deny_target.clone(), h.deny_private);
+    tracing::info!(rules = %acl.describe(), "upstream targets");
+    acl
+}
+
+/// The request limits the flags describe (at start and on each reload).
+pub fn guard_limits(args: &RunArgs) -> crate::proxy::guard::Limits {
+    crate::proxy::guard::Limits {
+        max_uri_length: usize::try_from(args.harden.max_uri_length).unwrap_or(usize::MAX),
+        max_request_body: args.harden.max_request_body,
+    }
 }
 
 /// This proxy's received-by name in `Via`: `<host name>:<port>`, unique per listener, so a
@@ -188,10 +200,19 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let proxy = build_proxy(&args, local.port())?;
+    let gate = Arc::new(crate::access::clients::gate(&args.harden, args.host));
     if let Some((current, argv)) = reload {
         let settings = proxy.settings();
-        let rules = settings.rules.clone();
-        Reloader { argv, current, rules, access_log: settings.access_log.clone() }.spawn();
+        Reloader {
+            argv,
+            current,
+            rules: settings.rules.clone(),
+            guard: settings.guard.clone(),
+            targets: settings.targets.clone(),
+            gate: gate.clone(),
+            access_log: settings.access_log.clone(),
+        }
+        .spawn();
     }
     let tls = match (&args.modes.tls_cert, &args.modes.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls::acceptor(cert, key)?),
@@ -218,7 +239,7 @@ async fn serve(
         header_timeout: args.harden.header_read_timeout,
         grace: args.shutdown_grace,
         tls,
-        gate: Arc::new(crate::access::clients::gate(&args.harden, args.host)),
+        gate,
         max_header_size: usize::try_from(args.harden.max_header_size).unwrap_or(usize::MAX),
         max_headers: args.harden.max_headers,
     };

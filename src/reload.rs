@@ -1,16 +1,23 @@
 //! SIGHUP: reopen the access log and reload the config file. What can change without a
-//! restart (cache rules, log level) is swapped in whole; a file that fails to load or
+//! restart (cache rules, log level, request and connection limits, client and target access
+//! rules) is swapped in whole; a file that fails to load or
 //! validate, or that changes a setting needing a restart (port, cache dir...), is refused as a
 //! whole with a log line saying why, and the proxy keeps running with what it had.
 
 use std::ffi::OsString;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
+use crate::access::clients::{self, ClientGate};
+use crate::access::SharedTargets;
 use crate::access_log::AccessLog;
+use crate::app;
 use crate::cache::policy::rules::Rules;
 use crate::cli::RunArgs;
 use crate::config::load::{self, Loaded, RELOADABLE};
 use crate::logging;
+use crate::proxy::guard;
 use crate::proxy::service::SharedRules;
 
 /// The rules the settings give: `--rule` flags (or the file's `rule` key), then the file's
@@ -27,6 +34,12 @@ pub struct Reloader {
     pub current: Loaded,
     /// The proxy's rules handle.
     pub rules: SharedRules,
+    /// The request limits (URI length, body size).
+    pub guard: Arc<ArcSwap<guard::Limits>>,
+    /// The upstream target rules.
+    pub targets: SharedTargets,
+    /// The client allow-list and connection limits.
+    pub gate: Arc<ClientGate>,
     /// The access log, if any.
     pub access_log: Option<AccessLog>,
 }
@@ -93,6 +106,17 @@ impl Reloader {
             }
         }
         self.rules.store(Arc::new(rules(run)));
+        let touched = |keys: &[&str]| changed.iter().any(|k| keys.contains(&k.as_str()));
+        if touched(&["max-uri-length", "max-request-body"]) {
+            self.guard.store(Arc::new(app::guard_limits(run)));
+        }
+        if touched(&["allow-target", "deny-target", "deny-private"]) {
+            self.targets.store(Arc::new(app::target_acl(run)));
+        }
+        if touched(&["allow-client", "max-connections", "max-connections-per-client"]) {
+            let (allow, limits) = clients::policy(&run.harden, run.host);
+            self.gate.update(allow, limits);
+        }
         self.current = new;
         Outcome::Applied(changed)
     }

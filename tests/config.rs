@@ -317,3 +317,46 @@ async fn deb_rule_through_the_forward_proxy_as_apt_uses_it() {
     assert!(second.ends_with("!<arch>\ndebian-binary"), "{second}");
     assert_eq!(origin.hits(DEB), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_new_limits_and_access_rules() {
+    let origin = Origin::start().await;
+    origin.ok("/p", &[("cache-control", "no-store")], "p");
+    let long = format!("/p?{}", "x".repeat(400));
+    origin.ok(&long, &[("cache-control", "no-store")], "long");
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, cache) = (dir.path().join("p.toml"), dir.path().join("cache"));
+    write(&conf, &base_config(&cache));
+    let proxy = start_with(&conf, &cache, &origin);
+    let url = |host: &str, p: &str| format!("http://127.0.0.1:{}/{host}{p}", proxy.port);
+    assert_eq!(get(&url("127.0.0.1", &long), &[]).await.status, 200);
+
+    // Request limits: a target over the new length is 414 from now on.
+    write(&conf, &format!("{}max-uri-length = '256'\n", base_config(&cache)));
+    proxy.signal("HUP");
+    assert!(proxy.wait_log("config reloaded: max-uri-length changed", WAIT), "{:?}", proxy.log());
+    assert_eq!(get(&url("127.0.0.1", &long), &[]).await.status, 414);
+    assert_eq!(get(&url("127.0.0.1", "/p"), &[]).await.status, 200);
+
+    // Target rules: a newly denied host is refused. (Rules are checked when connecting: this
+    // name has no pooled keep-alive connection, which would serve until it idles out.)
+    write(&conf, &format!("{}deny-target = ['localhost']\n", base_config(&cache)));
+    proxy.signal("HUP");
+    assert!(proxy.wait_log("max-uri-length, deny-target changed", WAIT), "{:?}", proxy.log());
+    let refused = get(&url("localhost", "/p?new"), &[]).await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert_eq!(get(&url("127.0.0.1", &long), &[]).await.status, 200, "the default length is back");
+
+    // Client access: new connections from loopback are turned away once it is not allowed.
+    write(&conf, &format!("{}allow-client = ['10.0.0.0/8']\n", base_config(&cache)));
+    proxy.signal("HUP");
+    assert!(proxy.wait_log("allow-client, deny-target changed", WAIT), "{:?}", proxy.log());
+    // The gate answers before reading the request, so a raw socket sees it whole.
+    let refused = support::client::raw(proxy.port, b"GET /127.0.0.1/p HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+
+    write(&conf, &base_config(&cache));
+    proxy.signal("HUP");
+    assert!(proxy.wait_log("config reloaded: allow-client changed", WAIT), "{:?}", proxy.log());
+    assert_eq!(get(&url("127.0.0.1", "/p"), &[]).await.status, 200);
+}

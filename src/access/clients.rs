@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::Cidr;
@@ -35,9 +36,17 @@ pub enum Admission {
 /// Allow-list and counters, shared by the accept loop.
 #[derive(Debug)]
 pub struct ClientGate {
+    /// The allow-list and limits in force; a SIGHUP reload replaces them whole, and each
+    /// accepted connection reads them once.
+    policy: ArcSwap<GatePolicy>,
+    open: Arc<Mutex<Counts>>,
+}
+
+/// What the gate admits.
+#[derive(Debug)]
+struct GatePolicy {
     allow: Vec<Cidr>,
     limits: GateLimits,
-    open: Arc<Mutex<Counts>>,
 }
 
 #[derive(Debug, Default)]
@@ -69,26 +78,27 @@ impl Drop for Ticket {
 impl ClientGate {
     /// A gate letting in `allow` (empty: nobody) within `limits`.
     pub fn new(allow: Vec<Cidr>, limits: GateLimits) -> Self {
-        Self { allow, limits, open: Arc::default() }
+        Self { policy: ArcSwap::from_pointee(GatePolicy { allow, limits }), open: Arc::default() }
     }
 
-    /// The allow-list as configured, for the start-up log.
-    pub fn allowed(&self) -> &[Cidr] {
-        &self.allow
+    /// Replaces the allow-list and limits (a reload). Open connections stay; the new limits
+    /// apply to the connections accepted from now on.
+    pub fn update(&self, allow: Vec<Cidr>, limits: GateLimits) {
+        self.policy.store(Arc::new(GatePolicy { allow, limits }));
     }
 
-    /// Decides on a connection from `ip`.
     pub fn admit(&self, ip: IpAddr) -> Admission {
         let ip = ip.to_canonical();
-        if !self.allow.iter().any(|net| net.contains(ip)) {
+        let policy = self.policy.load();
+        if !policy.allow.iter().any(|net| net.contains(ip)) {
             return Admission::NotAllowed;
         }
         let mut c = self.open.lock();
-        if self.limits.max_connections > 0 && c.total >= self.limits.max_connections {
+        if policy.limits.max_connections > 0 && c.total >= policy.limits.max_connections {
             return Admission::Full;
         }
         let mine = c.per_client.get(&ip).copied().unwrap_or(0);
-        if self.limits.max_per_client > 0 && mine >= self.limits.max_per_client {
+        if policy.limits.max_per_client > 0 && mine >= policy.limits.max_per_client {
             return Admission::ClientFull;
         }
         c.total += 1;
@@ -108,9 +118,9 @@ pub fn effective_allow_list(configured: &[Cidr], host: IpAddr) -> Vec<Cidr> {
     nets.iter().map(|n| n.parse().expect("built-in CIDR")).collect()
 }
 
-/// The gate the flags describe; logs the allow-list in force, and warns when the proxy is
-/// open to the network because no --allow-client narrows a network bind.
-pub fn gate(args: &crate::cli::harden::HardenArgs, host: IpAddr) -> ClientGate {
+/// The allow-list and limits the flags describe (at start and on each reload); logs them, and
+/// warns when the proxy is open to the network because no --allow-client narrows a network bind.
+pub fn policy(args: &crate::cli::harden::HardenArgs, host: IpAddr) -> (Vec<Cidr>, GateLimits) {
     let allow = effective_allow_list(&args.allow_client, host);
     let list = allow.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
     if args.allow_client.is_empty() && !host.is_loopback() {
@@ -128,6 +138,12 @@ pub fn gate(args: &crate::cli::harden::HardenArgs, host: IpAddr) -> ClientGate {
     );
     let limits =
         GateLimits { max_connections: args.max_connections, max_per_client: args.max_connections_per_client };
+    (allow, limits)
+}
+
+/// The gate the flags describe.
+pub fn gate(args: &crate::cli::harden::HardenArgs, host: IpAddr) -> ClientGate {
+    let (allow, limits) = policy(args, host);
     ClientGate::new(allow, limits)
 }
 

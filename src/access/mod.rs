@@ -6,4 +6,4 @@ pub mod targets;
 
 pub use cidr::Cidr;
 pub use clients::{Admission, ClientGate, GateLimits};
-pub use targets::{TargetAcl, TargetRefused};
+pub use targets::{SharedTargets, TargetAcl, TargetRefused};

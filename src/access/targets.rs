@@ -75,6 +75,10 @@ pub struct TargetAcl {
     built_in: Vec<(Cidr, &'static str)>,
 }
 
+/// The rules in force, replaced whole by a SIGHUP reload; each connection attempt reads them
+/// once.
+pub type SharedTargets = std::sync::Arc<arc_swap::ArcSwap<TargetAcl>>;
+
 impl Default for TargetAcl {
     fn default() -> Self {
         Self::new(Vec::new(), Vec::new(), false)

@@ -13,7 +13,20 @@ use super::file::{self, ConfigError, RULE_TABLES};
 use crate::cli::Cli;
 
 /// Settings that a reload applies; any other change needs a restart.
-pub const RELOADABLE: &[&str] = &["rule", RULE_TABLES, "log-level", "verbose"];
+pub const RELOADABLE: &[&str] = &[
+    "rule",
+    RULE_TABLES,
+    "log-level",
+    "verbose",
+    "max-uri-length",
+    "max-request-body",
+    "allow-client",
+    "max-connections",
+    "max-connections-per-client",
+    "allow-target",
+    "deny-target",
+    "deny-private",
+];
 
 /// The parsed command line, merged with the config file if it names one.
 #[derive(Debug, Clone)]

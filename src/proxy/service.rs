@@ -56,7 +56,9 @@ pub struct ProxySettings {
     /// Clients allowed to send PURGE.
     pub purge_allow: Vec<crate::access::cidr::Cidr>,
     /// Request size limits (see `guard`).
-    pub guard: guard::Limits,
+    pub guard: Arc<arc_swap::ArcSwap<guard::Limits>>,
+    /// Which upstream targets may be reached (the connector's and the tunnel's rules).
+    pub targets: crate::access::SharedTargets,
 }
 
 /// Who sent a request: the server puts this in each request's extensions.
@@ -150,7 +152,7 @@ impl Proxy {
                 Mode::Embedded
             }
         };
-        let (limits, head) = (&self.settings.guard, req.headers());
+        let (limits, head) = (&**self.settings.guard.load(), req.headers());
         if let Err(refusal) = guard::request::check_head(req.method(), req.uri(), req.version(), head, limits)
         {
             return (refusal.response(), CacheResult::Local, mode_of(&req));
@@ -192,7 +194,7 @@ impl Proxy {
                 headers::add_forwarding(&mut parts.headers, c.addr.ip(), c.tls, host.as_deref());
             }
         }
-        let body = match guard::body::prepare(body, self.settings.guard.max_request_body).await {
+        let body = match guard::body::prepare(body, self.settings.guard.load().max_request_body).await {
             Ok(body) => body,
             Err(refusal) => return (refusal.response(), CacheResult::Local, mode),
         };

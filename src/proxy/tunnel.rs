@@ -27,7 +27,7 @@ pub struct TunnelSettings {
     /// A tunnel with no bytes either way for this long is closed.
     pub idle_timeout: Duration,
     /// Which targets may be connected to.
-    pub targets: std::sync::Arc<crate::access::TargetAcl>,
+    pub targets: crate::access::SharedTargets,
 }
 
 /// Answers a CONNECT request: 200 and a relay task, or why not.
@@ -49,7 +49,8 @@ pub async fn open(settings: &TunnelSettings, req: Request<Incoming>) -> Response
     let name = format!("{host}:{port}");
     // The target rules see the resolved addresses, and only those are connected to.
     let connect = async {
-        match settings.targets.resolve(&host, port).await {
+        let targets = settings.targets.load_full();
+        match targets.resolve(&host, port).await {
             Ok(addrs) => TcpStream::connect(&addrs[..]).await.map_err(Err),
             Err(e) => Err(e),
         }

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -15,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::access::TargetAcl;
+use crate::access::SharedTargets;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -23,11 +22,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct CheckedConnector {
     inner: HttpConnector,
-    acl: Arc<TargetAcl>,
+    acl: SharedTargets,
 }
 
 impl CheckedConnector {
-    pub fn new(inner: HttpConnector, acl: Arc<TargetAcl>) -> Self {
+    pub fn new(inner: HttpConnector, acl: SharedTargets) -> Self {
         Self { inner, acl }
     }
 }
@@ -42,7 +41,7 @@ impl Service<Uri> for CheckedConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (mut inner, acl) = (self.inner.clone(), self.acl.clone());
+        let (mut inner, acl) = (self.inner.clone(), self.acl.load_full());
         Box::pin(async move {
             let host = uri.host().ok_or("the upstream URI names no host")?.to_string();
             let default_port = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 };

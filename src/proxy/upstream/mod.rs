@@ -7,7 +7,6 @@ mod limit;
 mod tls;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use self::checked::CheckedConnector;
 use super::guard::body::ClientBody;
 use super::guard::response::check_upstream_head;
-use crate::access::{TargetAcl, TargetRefused};
+use crate::access::{SharedTargets, TargetRefused};
 
 pub use limit::{HostLimits, UpstreamIncoming};
 pub use tls::{client_config, TlsSetupError};
@@ -55,7 +54,7 @@ pub struct UpstreamSettings {
     /// Requests in flight per upstream host (each holds a connection); 0: no limit.
     pub max_per_host: usize,
     /// Which targets may be connected to (checked on the resolved address).
-    pub targets: Arc<TargetAcl>,
+    pub targets: SharedTargets,
 }
 
 /// Why an upstream exchange failed.
