@@ -37,7 +37,7 @@ pub struct SharedStats {
 }
 
 /// A copy of [`SharedStats`] at one instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SharedSnapshot {
     /// See [`SharedStats::hits`].
     pub hits: u64,
