@@ -408,35 +408,3 @@ async fn purge_on_one_proxy_reaches_a_proxy_that_holds_the_url() {
     assert!(fresh, "B dropped its copy: {:?}", b.log());
     assert_eq!(origin.hits("/p"), 2);
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn shared_tier_metrics_are_exported() {
-    let (dir, origin) = (tmp(), Origin::start().await);
-    origin.ok("/m", &[CACHEABLE], "m");
-    let redis = RedisServer::start(dir.path());
-    let a = proxy(&origin, &dir, "a", &redis.url());
-    let b = proxy_with(&origin, &dir, "b", &redis.url(), &["--shared-timeout", "2s", "--admin-port", "0"]);
-    get(&a.url(origin.port(), "/m"), &[]).await;
-    wait_entries(&[&redis], 1).await;
-    assert_eq!(get(&b.url(origin.port(), "/m"), &[]).await.header("x-cache"), Some("HIT"));
-
-    let url = format!("http://127.0.0.1:{}/metrics", b.admin_port());
-    let text = String::from_utf8(get(&url, &[]).await.body.to_vec()).unwrap();
-    let sample = |series: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-            .map(str::to_string)
-    };
-    assert_eq!(sample("httpcache_shared_up").as_deref(), Some("1"), "{text}");
-    assert_eq!(sample("httpcache_shared_lookups_total{result=\"hit\"}").as_deref(), Some("1"), "{text}");
-    let read: u64 = sample("httpcache_shared_bytes_total{direction=\"read\"}").unwrap().parse().unwrap();
-    assert!(read >= 1, "{text}");
-
-    let url = format!("http://127.0.0.1:{}/api/stats", b.admin_port());
-    let stats: serde_json::Value = serde_json::from_slice(&get(&url, &[]).await.body).unwrap();
-    assert_eq!(
-        (stats["shared"]["up"].as_bool(), stats["shared"]["hits"].as_u64()),
-        (Some(true), Some(1)),
-        "{stats}"
-    );
-}

@@ -27,8 +27,6 @@ pub(super) struct Stats {
     upstream_mean_latency_s: Option<f64>,
     tiers: Vec<TierUsage>,
     disk: DiskCounters,
-    /// The shared (Redis) tier's counters and state, when configured.
-    shared: Option<crate::cache::shared::SharedSnapshot>,
     purged: u64,
     top_urls: Vec<TopUrl>,
     recent: Vec<RecentView>,
@@ -70,7 +68,6 @@ pub(super) fn snapshot(cache: Option<&CacheCollector>) -> Stats {
             .then(|| m.upstream_latency.sum_seconds() / upstream_requests as f64),
         tiers: cache.map(CacheCollector::tiers).unwrap_or_default(),
         disk: cache.map(CacheCollector::disk_counters).unwrap_or_default(),
-        shared: cache.and_then(CacheCollector::shared),
         purged: m.purged.snapshot().iter().map(|(_, n)| n).sum(),
         top_urls: top,
         recent: recent.iter().take(RECENT_SHOWN).map(RecentView::from).collect(),

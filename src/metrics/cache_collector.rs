@@ -78,11 +78,6 @@ impl CacheCollector {
         tiers
     }
 
-    /// The shared tier's counters, when there is one.
-    pub fn shared(&self) -> Option<crate::cache::shared::SharedSnapshot> {
-        self.cache.shared().map(|s| s.snapshot())
-    }
-
     /// The disk tier's counters (zero without a disk tier).
     pub fn disk_counters(&self) -> DiskCounters {
         let memory_evictions = self.cache.memory().evictions();
@@ -147,9 +142,6 @@ impl Collector for CacheCollector {
         disk_counter(&mut encoder, names::WRITE_ERRORS, d.write_errors)?;
         disk_counter(&mut encoder, names::WRITES_SKIPPED, d.writes_skipped)?;
         disk_counter(&mut encoder, names::CORRUPT_DROPPED, d.corrupt_dropped)?;
-        if let Some(shared) = self.cache.shared() {
-            super::shared_collector::encode(&mut encoder, &shared.snapshot())?;
-        }
         let in_flight = ConstGauge::new(self.cache.in_flight() as i64);
         let metric =
             encoder.encode_descriptor(names::IN_FLIGHT.0, names::IN_FLIGHT.1, None, MetricType::Gauge)?;

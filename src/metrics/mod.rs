@@ -15,7 +15,6 @@ pub mod cache_collector;
 pub mod counters;
 pub mod names;
 pub mod recent;
-pub mod shared_collector;
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};

@@ -48,35 +48,3 @@ pub const IN_FLIGHT: (&str, &str) =
 pub const UPTIME: (&str, &str) = ("httpcache_uptime_seconds", "Seconds since the proxy started.");
 /// Build information (info).
 pub const BUILD: (&str, &str) = ("httpcache_build", "Build information: version.");
-/// Shared tier lookups by result (counter).
-pub const SHARED_LOOKUPS: (&str, &str) =
-    ("httpcache_shared_lookups", "Shared (Redis) tier lookups after a local miss, by result.");
-/// Shared tier calls that failed or were skipped (counter).
-pub const SHARED_ERRORS: (&str, &str) = (
-    "httpcache_shared_errors",
-    "Shared tier calls that failed or missed their deadline, and calls skipped while it was down.",
-);
-/// Shared tier bytes (counter).
-pub const SHARED_BYTES: (&str, &str) =
-    ("httpcache_shared_bytes", "Bytes read from and written to the shared tier.");
-/// Entries written through (counter).
-pub const SHARED_WRITES: (&str, &str) =
-    ("httpcache_shared_writes", "Entries written through to the shared tier.");
-/// Fleet leases (counter).
-pub const SHARED_LEASES: (&str, &str) = (
-    "httpcache_shared_leases",
-    "Fleet-wide fetch leases taken, and waits that ended with another proxy's entry.",
-);
-/// Invalidations (counter).
-pub const SHARED_INVALIDATIONS: (&str, &str) =
-    ("httpcache_shared_invalidations", "Invalidations published to and received from the fleet.");
-/// Time in shared tier calls (counter of seconds).
-pub const SHARED_CALL_SECONDS: (&str, &str) = (
-    "httpcache_shared_call_seconds",
-    "Total time spent in shared tier calls (divide by calls for the mean).",
-);
-/// Shared tier calls (counter).
-pub const SHARED_CALLS: (&str, &str) = ("httpcache_shared_calls", "Shared tier calls timed.");
-/// Shared tier state (gauge).
-pub const SHARED_UP: (&str, &str) =
-    ("httpcache_shared_up", "1 while the shared tier answers, 0 while it is down.");

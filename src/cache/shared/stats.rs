@@ -37,7 +37,7 @@ pub struct SharedStats {
 }
 
 /// A copy of [`SharedStats`] at one instant.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SharedSnapshot {
     /// See [`SharedStats::hits`].
     pub hits: u64,
