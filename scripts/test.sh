@@ -9,17 +9,23 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
-# System programs the integration tests drive (Debian packages), installed when missing.
+# System programs the integration tests drive (Debian packages), installed when missing,
+# all in one apt-get run.
+missing=()
 need() { # need <command> <package>
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "== installing $2 (for the tests)"
-  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+  command -v "$1" >/dev/null 2>&1 || missing+=("$2")
 }
-need curl curl # tests/modes.rs: a real client through -x and HTTPS_PROXY
-need redis-server redis-server # tests/shared_cache.rs: standalone Redis and a 3-node Redis Cluster
-need chromium chromium               # tests/dashboard.rs: the dashboard in a real browser
+need curl curl                      # tests/modes.rs: a real client through -x and HTTPS_PROXY
+need chromium chromium              # tests/dashboard.rs: the dashboard in a real browser
 need chromedriver chromium-driver   # ... driven over WebDriver
+need redis-server redis-server      # tests/shared_cache.rs: standalone Redis and a Redis Cluster
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "== installing ${missing[*]} (for the tests)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 echo "== format"
 cargo fmt --all -- --check

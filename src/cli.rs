@@ -161,12 +161,12 @@ pub struct RunArgs {
     /// Access log in Combined Log Format (reopened on SIGHUP, for logrotate).
     #[arg(long, value_name = "FILE")]
     pub access_log: Option<PathBuf>,
-    /// The shared (Redis) tier.
-    #[command(flatten)]
-    pub shared: crate::config::shared::SharedArgs,
     /// Admin listener (metrics, stats, purge API, dashboard) and PURGE.
     #[command(flatten)]
     pub admin: crate::admin::AdminArgs,
+    /// The shared (Redis) tier.
+    #[command(flatten)]
+    pub shared: crate::config::shared::SharedArgs,
     /// The config file's `[[cache-rule]]` tables (after the `--rule` ones).
     #[arg(skip)]
     pub file_rules: Vec<Rule>,

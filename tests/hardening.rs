@@ -160,6 +160,17 @@ async fn request_line_head_and_body_limits_answer_414_431_413() {
         "b".repeat(1024)
     );
     assert_eq!(status_of(&raw(proxy.port, at_body.as_bytes()).await), 200);
+
+    // Past the 64 KiB preread the request has started; going over the limit then cuts the
+    // upload and answers 413 all the same.
+    let dir2 = tmp();
+    let proxy = ProxyBuilder::new(60, p, dir2.path()).arg("--max-request-body").arg("100KiB").start();
+    let chunk = "c".repeat(40_000);
+    let chunks: String = (0..4).map(|_| format!("{:x}\r\n{chunk}\r\n", chunk.len())).collect();
+    let long = format!(
+        "POST /127.0.0.1:{p}/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{chunks}0\r\n\r\n"
+    );
+    assert_eq!(status_of(&raw(proxy.port, long.as_bytes()).await), 413);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,6 +313,14 @@ async fn target_rules_are_checked_on_the_resolved_address_for_requests_and_tunne
     let got = get(&format!("http://127.0.0.1:{}/169.254.169.254/latest/meta-data/", proxy.port), &[]).await;
     assert_eq!(got.status, 403);
     assert!(String::from_utf8_lossy(&got.body).contains("169.254.0.0/16"), "{:?}", got.body);
+    let got = get(&format!("http://127.0.0.1:{}/[fd00:ec2::254]/latest/", proxy.port), &[]).await;
+    assert_eq!(got.status, 403);
+    // Forward (absolute-form) and HTTPS upstreams go through the same connector.
+    let forward =
+        "GET http://169.254.169.254/latest/ HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n";
+    assert_eq!(status_of(&raw(proxy.port, forward.as_bytes()).await), 403);
+    let got = get(&format!("http://127.0.0.1:{}/https://169.254.169.254/latest/", proxy.port), &[]).await;
+    assert_eq!(got.status, 403);
     assert_eq!(get(&proxy.url(p, "/x"), &[]).await.status, 200);
     assert!(proxy.wait_log("upstream targets", Duration::from_secs(5)));
 

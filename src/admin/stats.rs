@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::metrics::cache_collector::{DiskCounters, TierUsage};
 use crate::metrics::recent::{top_urls, RecentView};
+use crate::metrics::shared_tier::SharedView;
 use crate::metrics::{self, CacheCollector};
 
 /// Requests shown in `recent`.
@@ -25,6 +26,9 @@ pub(super) struct Stats {
     upstream_requests: u64,
     upstream_errors: u64,
     upstream_mean_latency_s: Option<f64>,
+    /// The shared (Redis) tier; absent without `--shared-cache`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared: Option<SharedView>,
     tiers: Vec<TierUsage>,
     disk: DiskCounters,
     purged: u64,
@@ -66,6 +70,7 @@ pub(super) fn snapshot(cache: Option<&CacheCollector>) -> Stats {
         upstream_errors: m.upstream_errors.get(0),
         upstream_mean_latency_s: (upstream_requests > 0)
             .then(|| m.upstream_latency.sum_seconds() / upstream_requests as f64),
+        shared: cache.and_then(CacheCollector::shared),
         tiers: cache.map(CacheCollector::tiers).unwrap_or_default(),
         disk: cache.map(CacheCollector::disk_counters).unwrap_or_default(),
         purged: m.purged.snapshot().iter().map(|(_, n)| n).sum(),

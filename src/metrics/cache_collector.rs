@@ -12,6 +12,7 @@ use prometheus_client::metrics::MetricType;
 use serde::Serialize;
 
 use super::names;
+use super::shared_tier::SharedView;
 use crate::cache::Cache;
 
 /// One tier's fill.
@@ -78,6 +79,11 @@ impl CacheCollector {
         tiers
     }
 
+    /// The shared tier, when there is one.
+    pub fn shared(&self) -> Option<SharedView> {
+        self.cache.shared().map(|s| SharedView::from(s.snapshot()))
+    }
+
     /// The disk tier's counters (zero without a disk tier).
     pub fn disk_counters(&self) -> DiskCounters {
         let memory_evictions = self.cache.memory().evictions();
@@ -142,6 +148,9 @@ impl Collector for CacheCollector {
         disk_counter(&mut encoder, names::WRITE_ERRORS, d.write_errors)?;
         disk_counter(&mut encoder, names::WRITES_SKIPPED, d.writes_skipped)?;
         disk_counter(&mut encoder, names::CORRUPT_DROPPED, d.corrupt_dropped)?;
+        if let Some(shared) = self.cache.shared() {
+            super::shared_tier::encode(&mut encoder, &shared.snapshot())?;
+        }
         let in_flight = ConstGauge::new(self.cache.in_flight() as i64);
         let metric =
             encoder.encode_descriptor(names::IN_FLIGHT.0, names::IN_FLIGHT.1, None, MetricType::Gauge)?;

@@ -15,6 +15,7 @@ pub mod cache_collector;
 pub mod counters;
 pub mod names;
 pub mod recent;
+pub mod shared_tier;
 
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};

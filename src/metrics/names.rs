@@ -44,6 +44,41 @@ pub const CORRUPT_DROPPED: (&str, &str) =
 /// Fetches in flight (gauge).
 pub const IN_FLIGHT: (&str, &str) =
     ("httpcache_fetches_in_flight", "Upstream fetches in flight (coalesced).");
+/// Shared-tier lookups by outcome: hit, miss (counter).
+pub const SHARED_LOOKUPS: (&str, &str) =
+    ("httpcache_shared_lookups", "Shared-tier (Redis) lookups, by outcome: hit or miss.");
+/// Shared-tier calls that failed or missed their deadline, or were skipped while down (counter).
+pub const SHARED_ERRORS: (&str, &str) = (
+    "httpcache_shared_errors",
+    "Shared-tier calls by trouble: error (failed or past its deadline) or skipped (Redis down).",
+);
+/// Shared-tier calls timed (counter) and their total time (counter): a mean latency is
+/// `rate(seconds) / rate(calls)`.
+pub const SHARED_CALLS: (&str, &str) = ("httpcache_shared_calls", "Shared-tier (Redis) calls timed.");
+/// See [`SHARED_CALLS`].
+pub const SHARED_CALL_SECONDS: (&str, &str) =
+    ("httpcache_shared_call_seconds", "Total time spent in shared-tier (Redis) calls.");
+/// Bytes to and from the shared tier (counter).
+pub const SHARED_BYTES: (&str, &str) = (
+    "httpcache_shared_bytes",
+    "Entry bytes moved to and from the shared tier, by direction: read or written.",
+);
+/// Entries written through to the shared tier (counter).
+pub const SHARED_WRITES: (&str, &str) =
+    ("httpcache_shared_writes", "Entries written through to the shared tier.");
+/// Fleet leases (counter).
+pub const SHARED_LEASES: (&str, &str) = (
+    "httpcache_shared_leases",
+    "Fleet-wide coalescing: leases taken by this proxy (taken), waits that ended with another proxy's entry (landed).",
+);
+/// Invalidations (counter).
+pub const SHARED_INVALIDATIONS: (&str, &str) = (
+    "httpcache_shared_invalidations",
+    "Invalidations sent to the fleet (published) and heard from it (received).",
+);
+/// Whether the shared tier answers (gauge).
+pub const SHARED_UP: (&str, &str) =
+    ("httpcache_shared_up", "1 when the shared tier (Redis) answers, 0 when it is down.");
 /// Seconds since start (gauge).
 pub const UPTIME: (&str, &str) = ("httpcache_uptime_seconds", "Seconds since the proxy started.");
 /// Build information (info).

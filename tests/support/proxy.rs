@@ -70,13 +70,19 @@ impl ProxyBuilder {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // "listening on http(s)://127.0.0.1:PORT/" in text and JSON logs alike.
-                if let Some(rest) = line.split("listening on ").nth(1).and_then(|r| r.split("://").nth(1)) {
-                    let authority = rest.split('/').next().unwrap_or_default();
-                    if let Some(port) = authority.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()) {
-                        let _ = tx.send(port);
-                    }
-                }
+                let port = line
+                    .split("listening on ")
+                    .nth(1)
+                    .and_then(|r| r.split("://").nth(1))
+                    .and_then(|rest| rest.split('/').next())
+                    .and_then(|authority| authority.rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+                // The line is in the log before the port is announced, so a test that reads
+                // the start line right after `start` finds it.
                 sink.lock().push(line);
+                if let Some(port) = port {
+                    let _ = tx.send(port);
+                }
             }
         });
         let port = match rx.recv_timeout(Duration::from_secs(20)) {

@@ -95,6 +95,15 @@ pub enum UpstreamError {
         /// Which rule refused it.
         reason: String,
     },
+    /// The client's body went over --max-request-body while it was being sent (past the
+    /// preread, so after the request had started).
+    #[error("{reason}")]
+    BodyTooLarge {
+        /// The target as named.
+        target: String,
+        /// What happened.
+        reason: String,
+    },
     /// The connection broke or the answer was not valid HTTP.
     #[error("bad response from {target}: {reason}")]
     Protocol {
@@ -112,6 +121,7 @@ impl UpstreamError {
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError::Refused { .. } => StatusCode::FORBIDDEN,
+            UpstreamError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_GATEWAY,
         }
     }
@@ -202,6 +212,10 @@ impl Upstream {
                 Ok(()) => Ok(resp),
                 Err(reason) => Err((UpstreamError::Protocol { target: target.to_string(), reason }, false)),
             },
+            Ok(Err(e)) if caused_by::<http_body_util::LengthLimitError>(&e) => {
+                let reason = "request body over --max-request-body: upload cut".to_string();
+                Err((UpstreamError::BodyTooLarge { target: target.to_string(), reason }, false))
+            }
             Ok(Err(e)) if refusal(&e).is_some() => {
                 let reason = refusal(&e).unwrap_or_default();
                 Err((UpstreamError::Refused { target: target.to_string(), reason }, false))
@@ -252,6 +266,18 @@ fn closed_before_response(e: &hyper_util::client::legacy::Error) -> bool {
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             return matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof);
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Whether an error of type `T` is somewhere in `e`'s causes.
+fn caused_by<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
         }
         cur = err.source();
     }
