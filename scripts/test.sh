@@ -38,4 +38,4 @@ echo "== tests (unit, integration, examples build)"
 cargo test --all-targets --locked
 
 echo "== fuzz (each target for a bounded time; SKIP_FUZZ=1 skips)"
-[ "${SKIP_FUZZ:-0}" = 1 ] || ./scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+[ "${SKIP_FUZZ:-0}" = 1 ] || ./scripts/fuzz.sh "${FUZZ_SECONDS:-20}"

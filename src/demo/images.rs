@@ -278,7 +278,7 @@ pub fn gif(index: usize, w: u16, h: u16) -> Vec<u8> {
     let mut bits = XorShift32::new(&mut rng);
     // Pattern value -> palette index of the nearest-below ramp entry.
     let levels: Vec<u8> = (0..=255u32).map(|v| 2 + (v * (RAMP - 1) / 255) as u8).collect();
-    let animated = index % 2 == 0;
+    let animated = index.is_multiple_of(2);
     let frames = if animated { 2 } else { 1 };
     let mut out = Vec::new();
     {
