@@ -2,7 +2,8 @@
 # Runs every cargo-fuzz target in fuzz/ for a bounded time (default 30 s each), from the seed
 # corpus, on a stable toolchain (--sanitizer none). Installs cargo-fuzz when missing; if that
 # is not possible, says so and exits 0 (the corpus replay in `cargo test` still runs).
-# A crash fails the run; cargo-fuzz leaves the input in fuzz/artifacts/<target>/.
+# A crash fails the run; cargo-fuzz leaves the input in fuzz/artifacts/<target>/ (ignored);
+# once fixed, copy it to fuzz/regressions/<target>/, which tests/fuzz_corpus.rs replays.
 #   scripts/fuzz.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -1,5 +1,5 @@
 //! Replays every fuzz seed (`fuzz/corpus/<target>/`) and every saved crash
-//! (`fuzz/artifacts/<target>/`) through the same entry points the cargo-fuzz targets call, so
+//! (`fuzz/regressions/<target>/`) through the same entry points the cargo-fuzz targets call, so
 //! what fuzzing found once stays fixed in plain `cargo test`.
 
 use std::path::Path;
@@ -31,7 +31,7 @@ fn every_seed_and_saved_crash_replays_without_a_panic() {
     for (target, run) in TARGETS {
         let seeds = files(&root.join("corpus").join(target));
         assert!(seeds.len() >= 4, "{target}: the seed corpus is missing");
-        for path in seeds.iter().chain(files(&root.join("artifacts").join(target)).iter()) {
+        for path in seeds.iter().chain(files(&root.join("regressions").join(target)).iter()) {
             let data = std::fs::read(path).unwrap();
             let outcome = std::panic::catch_unwind(|| run(&data));
             assert!(outcome.is_ok(), "{target}: {} panics", path.display());
