@@ -18,16 +18,6 @@ fn json(got: &support::client::Got) -> Value {
     serde_json::from_slice(&got.body).expect("JSON body")
 }
 
-fn admin(port: u16, path_and_query: &str) -> String {
-    format!("http://127.0.0.1:{port}{path_and_query}")
-}
-
-/// The value of the sample line `series` in a Prometheus text body.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_requests_results_bytes_and_tiers() {
     let origin = Origin::start().await;
@@ -38,7 +28,7 @@ async fn metrics_count_requests_results_bytes_and_tiers() {
     let first = get(&proxy.url(origin.port(), "/a"), &[]).await;
     let second = get(&proxy.url(origin.port(), "/a"), &[]).await;
     assert_eq!((first.header("x-cache"), second.header("x-cache")), (Some("MISS"), Some("HIT")));
-    let got = get(&admin(port, "/metrics"), &[]).await;
+    let got = get(&admin_url(port, "/metrics"), &[]).await;
     assert_eq!(got.status.as_u16(), 200);
     assert_eq!(got.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
     let text = String::from_utf8(got.body.to_vec()).unwrap();
@@ -72,7 +62,7 @@ async fn metrics_count_requests_results_bytes_and_tiers() {
 async fn scrape_until(port: u16, ok: impl Fn(&str) -> bool) -> bool {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::time::Instant::now() < deadline {
-        let text = String::from_utf8(get(&admin(port, "/metrics"), &[]).await.body.to_vec()).unwrap();
+        let text = String::from_utf8(get(&admin_url(port, "/metrics"), &[]).await.body.to_vec()).unwrap();
         if ok(&text) {
             return true;
         }
@@ -93,7 +83,7 @@ async fn stats_and_paged_entries() {
     for p in ["/img/1", "/img/2", "/other", "/img/1"] {
         assert_eq!(get(&proxy.url(origin.port(), p), &[]).await.status.as_u16(), 200);
     }
-    let stats = json(&get(&admin(port, "/api/stats"), &[]).await);
+    let stats = json(&get(&admin_url(port, "/api/stats"), &[]).await);
     assert_eq!(stats["requests"], 4);
     assert_eq!(stats["results"]["hit"], 1);
     assert_eq!(stats["hit_ratio"], 0.25);
@@ -106,17 +96,17 @@ async fn stats_and_paged_entries() {
 
     let base = format!("http://127.0.0.1:{}", origin.port());
     let q = format!("/api/entries?prefix={base}/img/&limit=1");
-    let page1 = json(&get(&admin(port, &q), &[]).await);
+    let page1 = json(&get(&admin_url(port, &q), &[]).await);
     let e = &page1["entries"][0];
     assert!(e["url"].as_str().unwrap().starts_with(&format!("{base}/img/")), "{page1}");
     assert!(e["ttl_s"].as_i64().unwrap() > 590, "{page1}");
     assert!(e["size"].as_u64().unwrap() >= 10 && e["status"] == 200, "{page1}");
     let cursor = page1["next_cursor"].as_str().expect("a second page");
-    let page2 = json(&get(&admin(port, &format!("{q}&cursor={cursor}")), &[]).await);
+    let page2 = json(&get(&admin_url(port, &format!("{q}&cursor={cursor}")), &[]).await);
     assert_eq!(page2["entries"].as_array().unwrap().len(), 1);
     assert_ne!(page2["entries"][0]["url"], e["url"]);
     assert!(page2["next_cursor"].is_null(), "{page2}");
-    let all = json(&get(&admin(port, "/api/entries"), &[]).await);
+    let all = json(&get(&admin_url(port, "/api/entries"), &[]).await);
     assert_eq!(all["entries"].as_array().unwrap().len(), 3);
 
     for bad in [
@@ -126,14 +116,14 @@ async fn stats_and_paged_entries() {
         "/api/entries?nope=1",
         "/api/entries?prefix=ftp://x/",
     ] {
-        let got = get(&admin(port, bad), &[]).await;
+        let got = get(&admin_url(port, bad), &[]).await;
         assert_eq!(got.status.as_u16(), 400, "{bad}");
         assert!(json(&got)["error"].is_string());
     }
-    let missing = get(&admin(port, "/nope"), &[]).await;
+    let missing = get(&admin_url(port, "/nope"), &[]).await;
     assert_eq!(missing.status.as_u16(), 404);
     assert!(json(&missing)["error"].as_str().unwrap().contains("/nope"));
-    assert_eq!(request("POST", &admin(port, "/api/stats"), &[]).await.status.as_u16(), 405);
+    assert_eq!(request("POST", &admin_url(port, "/api/stats"), &[]).await.status.as_u16(), 405);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -149,22 +139,23 @@ async fn delete_api_purges_urls_and_prefixes_from_both_tiers() {
         get(&proxy.url(origin.port(), p), &[]).await;
     }
     let base = format!("http://127.0.0.1:{}", origin.port());
-    let one = request("DELETE", &admin(port, &format!("/api/cache?url={base}/img/1")), &[]).await;
+    let one = request("DELETE", &admin_url(port, &format!("/api/cache?url={base}/img/1")), &[]).await;
     assert_eq!((one.status.as_u16(), &json(&one)["purged"]), (200, &Value::from(1)));
     let again = get(&proxy.url(origin.port(), "/img/1"), &[]).await;
     assert_eq!(again.header("x-cache"), Some("MISS"));
     assert_eq!(origin.hits("/img/1"), 2);
-    let prefix = request("DELETE", &admin(port, &format!("/api/cache?prefix={base}/img/")), &[]).await;
+    let prefix = request("DELETE", &admin_url(port, &format!("/api/cache?prefix={base}/img/")), &[]).await;
     assert_eq!(json(&prefix)["purged"], 2);
     for p in ["/img/1", "/img/2"] {
         assert_eq!(get(&proxy.url(origin.port(), p), &[]).await.header("x-cache"), Some("MISS"), "{p}");
     }
     assert_eq!(get(&proxy.url(origin.port(), "/keep"), &[]).await.header("x-cache"), Some("HIT"));
-    let none = request("DELETE", &admin(port, "/api/cache"), &[]).await;
+    let none = request("DELETE", &admin_url(port, "/api/cache"), &[]).await;
     assert_eq!(none.status.as_u16(), 400);
-    let both = request("DELETE", &admin(port, &format!("/api/cache?url={base}/a&prefix={base}/")), &[]).await;
+    let both =
+        request("DELETE", &admin_url(port, &format!("/api/cache?url={base}/a&prefix={base}/")), &[]).await;
     assert_eq!(both.status.as_u16(), 400);
-    let metrics = String::from_utf8(get(&admin(port, "/metrics"), &[]).await.body.to_vec()).unwrap();
+    let metrics = String::from_utf8(get(&admin_url(port, "/metrics"), &[]).await.body.to_vec()).unwrap();
     assert_eq!(sample(&metrics, r#"httpcache_purged_entries_total{via="api"}"#), Some(3.0));
 }
 

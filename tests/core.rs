@@ -140,16 +140,7 @@ async fn fifty_concurrent_misses_make_one_upstream_request() {
     let dir = tmp();
     let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
     let url = proxy.url(origin.port(), "/hot");
-    let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            tokio::spawn({
-                let url = url.clone();
-                async move { get(&url, &[]).await }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let got = t.await.unwrap();
+    for got in get_concurrently(&url, 50).await {
         assert_eq!(got.status, 200);
         assert_eq!(got.body, body);
     }
@@ -418,16 +409,7 @@ async fn uncacheable_urls_pass_without_queueing_and_recover_when_cacheable() {
     let url = proxy.url(origin.port(), "/hfp");
 
     // Concurrent requests for a no-store URL each reach the origin and get its answer.
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            tokio::spawn({
-                let url = url.clone();
-                async move { get(&url, &[]).await }
-            })
-        })
-        .collect();
-    for t in tasks {
-        let got = t.await.unwrap();
+    for got in get_concurrently(&url, 8).await {
         assert_eq!(
             (got.status.as_u16(), &got.body[..], got.header("x-cache")),
             (200, &b"v1"[..], Some("MISS"))

@@ -9,22 +9,12 @@ use serde_json::Value;
 use support::redis::RedisServer;
 use support::*;
 
-fn admin(port: u16, path: &str) -> String {
-    format!("http://127.0.0.1:{port}{path}")
-}
-
-/// The value of the sample line `series` in a Prometheus text body.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-}
-
 async fn scrape(port: u16) -> String {
-    String::from_utf8(get(&admin(port, "/metrics"), &[]).await.body.to_vec()).unwrap()
+    String::from_utf8(get(&admin_url(port, "/metrics"), &[]).await.body.to_vec()).unwrap()
 }
 
 async fn stats(port: u16) -> Value {
-    serde_json::from_slice(&get(&admin(port, "/api/stats"), &[]).await.body).unwrap()
+    serde_json::from_slice(&get(&admin_url(port, "/api/stats"), &[]).await.body).unwrap()
 }
 
 fn sharing_proxy(origin: &Origin, dir: &tempfile::TempDir, name: &str, url: &str) -> ProxyProcess {

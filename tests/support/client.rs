@@ -28,6 +28,21 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
     request("GET", url, headers).await
 }
 
+/// `n` GETs of `url` at once, each on its own task; their answers in the order sent.
+pub async fn get_concurrently(url: &str, n: usize) -> Vec<Got> {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.to_owned();
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for t in tasks {
+        answers.push(t.await.expect("request task"));
+    }
+    answers
+}
+
 /// Any method, no body.
 pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Got {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();

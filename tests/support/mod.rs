@@ -8,7 +8,7 @@ pub mod redis;
 pub mod tls;
 pub mod webdriver;
 
-pub use client::{get, raw};
+pub use client::{get, get_concurrently, raw};
 pub use origin::{owned, pattern, Behaviour, Origin};
 pub use proxy::{ProxyBuilder, ProxyProcess};
 
@@ -30,4 +30,15 @@ pub async fn eventually(within: std::time::Duration, mut cond: impl FnMut() -> b
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+}
+
+/// `http://127.0.0.1:<port><path_and_query>`: a URL on a proxy's admin listener.
+pub fn admin_url(port: u16, path_and_query: &str) -> String {
+    format!("http://127.0.0.1:{port}{path_and_query}")
+}
+
+/// The value of the sample line `series` in a Prometheus text body.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
