@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use serde::Serialize;
 
+use super::encode::labelled_counter;
 use super::names;
 use super::shared_tier::SharedView;
 use crate::cache::Cache;
@@ -115,27 +115,6 @@ fn per_tier(
     Ok(())
 }
 
-fn disk_counter(
-    encoder: &mut DescriptorEncoder,
-    (name, help): (&str, &str),
-    v: u64,
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    ConstCounter::new(v).encode(metric.encode_family(&[("tier", "disk")])?)
-}
-
-fn counter_per_tier(
-    encoder: &mut DescriptorEncoder,
-    (name, help): (&str, &str),
-    values: &[(&str, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (tier, v) in values {
-        ConstCounter::new(*v).encode(metric.encode_family(&[("tier", *tier)])?)?;
-    }
-    Ok(())
-}
-
 impl Collector for CacheCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let tiers = self.tiers();
@@ -144,10 +123,10 @@ impl Collector for CacheCollector {
         per_tier(&mut encoder, names::TIER_CAPACITY, &tiers, |t| t.capacity)?;
         let d = self.disk_counters();
         let by_tier = [("memory", d.memory_evictions), ("disk", d.evictions)];
-        counter_per_tier(&mut encoder, names::EVICTIONS, &by_tier)?;
-        disk_counter(&mut encoder, names::WRITE_ERRORS, d.write_errors)?;
-        disk_counter(&mut encoder, names::WRITES_SKIPPED, d.writes_skipped)?;
-        disk_counter(&mut encoder, names::CORRUPT_DROPPED, d.corrupt_dropped)?;
+        labelled_counter(&mut encoder, names::EVICTIONS, "tier", &by_tier)?;
+        labelled_counter(&mut encoder, names::WRITE_ERRORS, "tier", &[("disk", d.write_errors)])?;
+        labelled_counter(&mut encoder, names::WRITES_SKIPPED, "tier", &[("disk", d.writes_skipped)])?;
+        labelled_counter(&mut encoder, names::CORRUPT_DROPPED, "tier", &[("disk", d.corrupt_dropped)])?;
         if let Some(shared) = self.cache.shared() {
             super::shared_tier::encode(&mut encoder, &shared.snapshot())?;
         }

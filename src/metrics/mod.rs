@@ -13,6 +13,7 @@
 
 pub mod cache_collector;
 pub mod counters;
+mod encode;
 pub mod names;
 pub mod recent;
 pub mod shared_tier;

@@ -2,11 +2,11 @@
 //! from its [`SharedSnapshot`] when scraped.
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use serde::Serialize;
 
+use super::encode::{counter, labelled_counter};
 use super::names;
 use crate::cache::shared::SharedSnapshot;
 
@@ -44,39 +44,23 @@ impl From<SharedSnapshot> for SharedView {
     }
 }
 
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    (name, help): (&str, &str),
-    label: &str,
-    values: &[(&str, u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (value, n) in values {
-        ConstCounter::new(*n).encode(metric.encode_family(&[(label, *value)])?)?;
-    }
-    Ok(())
-}
-
-fn plain_counter<N: prometheus_client::encoding::EncodeCounterValue>(
-    encoder: &mut DescriptorEncoder,
-    (name, help): (&str, &str),
-    n: N,
-) -> Result<(), std::fmt::Error> {
-    ConstCounter::new(n).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
-}
-
 /// Writes the shared tier's metrics.
 pub(super) fn encode(encoder: &mut DescriptorEncoder, s: &SharedSnapshot) -> Result<(), std::fmt::Error> {
-    counter(encoder, names::SHARED_LOOKUPS, "outcome", &[("hit", s.hits), ("miss", s.misses)])?;
-    counter(encoder, names::SHARED_ERRORS, "kind", &[("error", s.errors), ("skipped", s.skipped)])?;
-    plain_counter(encoder, names::SHARED_CALLS, s.latency_count)?;
-    plain_counter(encoder, names::SHARED_CALL_SECONDS, s.latency_us_sum as f64 / 1e6)?;
+    labelled_counter(encoder, names::SHARED_LOOKUPS, "outcome", &[("hit", s.hits), ("miss", s.misses)])?;
+    labelled_counter(encoder, names::SHARED_ERRORS, "kind", &[("error", s.errors), ("skipped", s.skipped)])?;
+    counter(encoder, names::SHARED_CALLS, s.latency_count)?;
+    counter(encoder, names::SHARED_CALL_SECONDS, s.latency_us_sum as f64 / 1e6)?;
     let bytes = [("read", s.bytes_read), ("written", s.bytes_written)];
-    counter(encoder, names::SHARED_BYTES, "direction", &bytes)?;
-    plain_counter(encoder, names::SHARED_WRITES, s.writes)?;
-    counter(encoder, names::SHARED_LEASES, "outcome", &[("taken", s.leases), ("landed", s.lease_landed)])?;
+    labelled_counter(encoder, names::SHARED_BYTES, "direction", &bytes)?;
+    counter(encoder, names::SHARED_WRITES, s.writes)?;
+    labelled_counter(
+        encoder,
+        names::SHARED_LEASES,
+        "outcome",
+        &[("taken", s.leases), ("landed", s.lease_landed)],
+    )?;
     let inv = [("published", s.invalidations), ("received", s.invalidations_received)];
-    counter(encoder, names::SHARED_INVALIDATIONS, "direction", &inv)?;
+    labelled_counter(encoder, names::SHARED_INVALIDATIONS, "direction", &inv)?;
     let up = encoder.encode_descriptor(names::SHARED_UP.0, names::SHARED_UP.1, None, MetricType::Gauge)?;
     ConstGauge::new(i64::from(s.up)).encode(up)
 }
