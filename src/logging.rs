@@ -1,6 +1,10 @@
 //! Logging setup: tracing to stderr, INFO by default (one line per request), DEBUG with
-//! `-v`, JSON with `--log-format json`. `--log-level` overrides `RUST_LOG`, which overrides
+//! `-v`, JSON with `--log-format json`. Lines below WARN are batched into few writes (see
+//! [`batched`]). `--log-level` overrides `RUST_LOG`, which overrides
 //! `-v`. The filter sits behind a reload handle so a config reload can change it.
+
+mod batched;
+pub mod request_line;
 
 use std::sync::OnceLock;
 
@@ -9,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::cli::LogFormat;
+pub use batched::flush;
 
 static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
@@ -35,7 +40,7 @@ pub fn init(verbose: bool, format: LogFormat, log_level: Option<&str>) {
         EnvFilter::try_new(directives(verbose, log_level)).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(batched::BatchedStderr).with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
         LogFormat::Text => registry.with(fmt).try_init(),
@@ -43,6 +48,12 @@ pub fn init(verbose: bool, format: LogFormat, log_level: Option<&str>) {
     };
     if installed.is_ok() {
         let _ = FILTER.set(handle);
+        request_line::enable(matches!(format, LogFormat::Text) && !ansi);
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            flush();
+            default_hook(info);
+        }));
     }
 }
 

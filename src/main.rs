@@ -59,6 +59,8 @@ fn main() -> ExitCode {
             None => app::run_loaded(loaded, argv).await,
         }
     });
+    drop(runtime);
+    logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

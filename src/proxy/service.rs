@@ -29,6 +29,7 @@ use crate::cache::policy::{self, CacheControl, PolicyConfig, Reuse};
 use crate::cache::shared::hooks::BeforeFetch;
 use crate::cache::shared::Lease;
 use crate::cache::{Cache, CachedResponse, Lookup, VaryMarker};
+use crate::logging::request_line::RequestLine;
 
 /// Settings of the pipeline.
 #[derive(Clone, Debug)]
@@ -128,16 +129,21 @@ impl Proxy {
         let (status, elapsed, caching) = (resp.status().as_u16(), started.elapsed(), self.cache.is_some());
         let answered = Answered { method: &method, uri: &uri, mode, status, result, bytes, elapsed, caching };
         super::record::request(answered);
-        tracing::info!(
-            method = %method,
-            target = %uri,
-            mode = mode.as_str(),
-            status,
-            cache = result.as_str(),
-            bytes,
-            us = elapsed.as_micros() as u64,
-            "request"
-        );
+        let us = elapsed.as_micros() as u64;
+        if !crate::logging::request_line::enabled() {
+            let (mode, cache) = (mode.as_str(), result.as_str());
+            tracing::info!(method = %method, target = %uri, mode, status, cache, bytes, us, "request");
+        } else if tracing::enabled!(tracing::Level::INFO) {
+            crate::logging::request_line::write(&RequestLine {
+                method: method.as_str(),
+                target: &uri,
+                mode: mode.as_str(),
+                status,
+                cache: result.as_str(),
+                bytes,
+                us,
+            });
+        }
         resp
     }
 
