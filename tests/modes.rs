@@ -327,7 +327,7 @@ async fn an_idempotent_request_on_a_closed_pooled_connection_is_retried_once() {
         assert_eq!((got.status.as_u16(), &got.body[..]), (200, &b"ok"[..]), "round {round}");
     }
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
-    assert!(proxy.log().iter().any(|l| l.contains("retrying once")), "{:?}", proxy.log());
+    assert!(proxy.wait_log("retrying once", Duration::from_secs(5)), "{:?}", proxy.log());
 }
 
 /// Runs curl with `args` and returns its stdout (a real client configured the usual way).

@@ -40,7 +40,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+    // Most messages carry none of them: one pass over the names present is cheaper than
+    // nine hashed removals that find nothing.
+    let present: Vec<HeaderName> = headers.keys().filter(|n| HOP_BY_HOP.contains(n)).cloned().collect();
+    for name in present {
         headers.remove(name);
     }
 }

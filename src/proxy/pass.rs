@@ -120,9 +120,14 @@ impl Fetch<'_> {
 }
 
 fn status_value(name: &str, s: &CacheStatus) -> HeaderValue {
-    let mut v = format!("{name}; fwd={}", s.fwd.unwrap_or("uri-miss"));
+    // push_str, not format!: every pass-through response carries this field.
+    let mut v = String::with_capacity(name.len() + 40);
+    v.push_str(name);
+    v.push_str("; fwd=");
+    v.push_str(s.fwd.unwrap_or("uri-miss"));
     if let Some(st) = s.fwd_status {
-        v.push_str(&format!("; fwd-status={st}"));
+        v.push_str("; fwd-status=");
+        v.push_str(itoa::Buffer::new().format(st));
     }
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
 }

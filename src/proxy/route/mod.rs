@@ -78,7 +78,10 @@ impl Target {
 
     /// The absolute URI requested upstream.
     pub fn uri(&self) -> String {
-        format!("{}://{}:{}{}", self.scheme.as_str(), self.host, self.port, self.path_and_query)
+        let mut uri = String::with_capacity(self.host.len() + self.path_and_query.len() + 16);
+        self.push_origin(&mut uri);
+        uri.push_str(&self.path_and_query);
+        uri
     }
 
     /// `host:port`, naming the upstream in errors and logs.
@@ -93,15 +96,33 @@ impl Target {
 
     /// The cache key of another path on the same origin.
     pub fn key_for(&self, path_and_query: &str) -> CacheKey {
-        CacheKey::from_url(format!("{}{path_and_query}", self.key_origin()))
+        let mut url = String::with_capacity(self.host.len() + path_and_query.len() + 16);
+        self.push_key_origin(&mut url);
+        url.push_str(path_and_query);
+        CacheKey::from_url(url)
     }
 
     /// `scheme://host:port` of the origin as the cache key names it (what the client named).
     pub fn key_origin(&self) -> String {
+        let mut origin = String::with_capacity(self.host.len() + 16);
+        self.push_key_origin(&mut origin);
+        origin
+    }
+
+    // Built with push_str rather than format!: this runs for every request.
+    fn push_key_origin(&self, out: &mut String) {
         match &self.public_origin {
-            Some(origin) => origin.clone(),
-            None => format!("{}://{}:{}", self.scheme.as_str(), self.host, self.port),
+            Some(origin) => out.push_str(origin),
+            None => self.push_origin(out),
         }
+    }
+
+    fn push_origin(&self, out: &mut String) {
+        out.push_str(self.scheme.as_str());
+        out.push_str("://");
+        out.push_str(&self.host);
+        out.push(':');
+        out.push_str(itoa::Buffer::new().format(self.port));
     }
 }
 
