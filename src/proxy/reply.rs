@@ -82,7 +82,9 @@ pub struct CacheStatus {
 
 impl CacheStatus {
     fn render(&self, name: &str) -> HeaderValue {
-        let mut s = String::from(name);
+        // push_str and itoa, not format!: every response from the cache carries this field.
+        let mut s = String::with_capacity(name.len() + 48);
+        s.push_str(name);
         match self.fwd {
             None => s.push_str("; hit"),
             Some(f) => {
@@ -91,10 +93,12 @@ impl CacheStatus {
             }
         }
         if let Some(st) = self.fwd_status {
-            s.push_str(&format!("; fwd-status={st}"));
+            s.push_str("; fwd-status=");
+            s.push_str(itoa::Buffer::new().format(st));
         }
         if let Some(ttl) = self.ttl {
-            s.push_str(&format!("; ttl={ttl}"));
+            s.push_str("; ttl=");
+            s.push_str(itoa::Buffer::new().format(ttl));
         }
         if self.stored {
             s.push_str("; stored");
@@ -222,7 +226,8 @@ impl Reply<'_> {
 
     /// How to answer the request's Range (RFC 9110 §14) from a complete 200 of `len` bytes.
     fn range(&self, head: &StoredHead, len: u64) -> RangeDecision {
-        if head.status != StatusCode::OK {
+        // Most requests carry no Range: skip the date parsing If-Range would need.
+        if head.status != StatusCode::OK || !self.req_headers.contains_key(header::RANGE) {
             return RangeDecision::Full;
         }
         let h = &head.headers;
