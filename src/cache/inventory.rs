@@ -17,7 +17,7 @@ pub struct StoredEntry {
     pub hash: KeyHash,
     /// Its head (the key is in it).
     pub head: Arc<StoredHead>,
-    /// Bytes it takes: the file size on disk, else the memory tier's weight.
+    /// Bytes it takes: the file or pack record size on disk, else the memory tier's weight.
     pub size: u64,
     /// Whether the memory tier holds it.
     pub in_memory: bool,
@@ -50,7 +50,7 @@ impl Cache {
                     (e.on_disk, e.size) = (true, file.size);
                     continue;
                 }
-                let Ok(head) = scan::read_head(&file.path) else { continue };
+                let Ok(head) = scan::read_head(&file) else { continue };
                 if keep(&head.key) {
                     let entry = StoredEntry {
                         hash: file.hash,
