@@ -353,12 +353,12 @@ impl DiskStore {
             });
             match scanned {
                 Ok(end) if end.valid < end.len => tracing::warn!(
-                    pack = id,
+                    pack = %format!("{id:016x}"),
                     ignored_bytes = end.len - end.valid,
                     "cache pack ends in a torn or damaged record: ignoring the rest of it"
                 ),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(pack = id, error = %e, "cannot read cache pack"),
+                Err(e) => tracing::warn!(pack = %format!("{id:016x}"), error = %e, "cannot read cache pack"),
             }
         }
         let mut found = 0;
