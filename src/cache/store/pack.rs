@@ -266,12 +266,14 @@ pub fn write_tombstones(packs: &Path, hashes: &[KeyHash]) -> io::Result<()> {
     file.write_all_at(&buf, 0)
 }
 
-/// Packs found at open, in sequence order: number and open file.
-pub type Existing = Vec<(u64, Arc<File>)>;
+/// Packs found at open, in sequence order: number and path.
+pub type Existing = Vec<(u64, PathBuf)>;
 
 /// One pack the proxy knows of.
 struct Pack {
-    file: Arc<File>,
+    /// Open only while it is the active pack: a large cache has thousands of sealed packs,
+    /// too many to keep a descriptor each, so they are opened per read.
+    file: Option<Arc<File>>,
     /// Bytes in the file (what is written, torn tails of a previous run included).
     size: u64,
     /// Bytes of its records the index still points at.
@@ -304,14 +306,13 @@ impl Packs {
         let mut next_id = 0;
         for (id, path) in list(&dir)? {
             next_id = id + 1;
-            let file = Arc::new(File::open(&path)?);
-            let size = file.metadata()?.len();
+            let size = fs::metadata(&path)?.len();
             if size == 0 {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            packs.insert(id, Pack { file: file.clone(), size, live: 0 });
-            existing.push((id, file));
+            packs.insert(id, Pack { file: None, size, live: 0 });
+            existing.push((id, path));
         }
         let table = Mutex::new(Table { packs, active: None, next_id });
         Ok((Self { dir, limit, table }, existing))
@@ -331,10 +332,11 @@ impl Packs {
         let id = match active {
             Some(id) => id,
             None => {
+                self.seal(&mut t);
                 let (id, file) = create(&self.dir, t.next_id)?;
                 t.next_id = id + 1;
                 t.active = Some(id);
-                t.packs.insert(id, Pack { file: Arc::new(file), size: 0, live: 0 });
+                t.packs.insert(id, Pack { file: Some(Arc::new(file)), size: 0, live: 0 });
                 id
             }
         };
@@ -342,8 +344,9 @@ impl Packs {
         let offset = pack.size;
         // Counted whether or not the write completes: a failed write may leave part of it.
         pack.size += len;
-        if let Err(e) = pack.file.write_all_at(record, offset) {
-            t.active = None; // never write after a possibly torn record
+        let file = pack.file.clone().expect("the active pack is open");
+        if let Err(e) = file.write_all_at(record, offset) {
+            self.seal(&mut t); // never write after a possibly torn record
             return Err(e);
         }
         if kind == Kind::Entry {
@@ -352,9 +355,21 @@ impl Packs {
         Ok((id, offset))
     }
 
-    /// The open file of pack `id`, if it still exists.
+    /// Ends appends to the active pack and closes it.
+    fn seal(&self, t: &mut Table) {
+        if let Some(p) = t.active.take().and_then(|id| t.packs.get_mut(&id)) {
+            p.file = None;
+        }
+    }
+
+    /// Pack `id` opened for reading, if it still exists. Opened outside the table's lock; a
+    /// pack deleted meanwhile is simply not found, and one deleted after opening stays
+    /// readable through the descriptor.
     pub fn file(&self, id: u64) -> Option<Arc<File>> {
-        self.table().packs.get(&id).map(|p| p.file.clone())
+        if let Some(active) = &self.table().packs.get(&id)?.file {
+            return Some(active.clone());
+        }
+        File::open(pack_path(&self.dir, id)).ok().map(Arc::new)
     }
 
     /// Counts `len` more live bytes in pack `id` (the index scan found a live record).
@@ -473,7 +488,7 @@ mod tests {
             let (packs, existing) = Packs::open(dir.path().into(), 1 << 20).unwrap();
             assert_eq!(existing.len(), 1);
             assert_eq!(
-                scan(&existing[0].1, |_| {}).unwrap(),
+                scan(&File::open(&existing[0].1).unwrap(), |_| {}).unwrap(),
                 ScanEnd { valid: rec1.len() as u64, len: (rec1.len() + cut) as u64 }
             );
             // New records go to a new pack, never after the torn tail.
