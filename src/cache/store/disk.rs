@@ -184,6 +184,15 @@ impl Budget {
     }
 }
 
+/// Opens a [`Gate`] when dropped.
+struct OpenOnDrop<'a>(&'a Gate);
+
+impl Drop for OpenOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
 /// A flag a thread can wait on.
 #[derive(Default)]
 struct Gate {
@@ -291,9 +300,11 @@ impl DiskStore {
     /// left alone.
     fn load_index(&self, existing: pack::Existing) {
         let started = std::time::Instant::now();
+        // Lookups and removals wait for this gate: open it even if the scan panics.
+        let gate = OpenOnDrop(&self.packs_loaded);
         let packed = self.load_packs(existing);
         let packs_ms = started.elapsed().as_millis() as u64;
-        self.packs_loaded.open();
+        drop(gate);
         self.reclaim();
         let mut found = packed;
         if let Ok(shards) = fs::read_dir(&*self.dir) {
