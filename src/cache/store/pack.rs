@@ -333,7 +333,14 @@ impl Packs {
             Some(id) => id,
             None => {
                 self.seal(&mut t);
-                let (id, file) = create(&self.dir, t.next_id)?;
+                // The directory exists from `open`; one removed by hand is made again.
+                let (id, file) = match create(&self.dir, t.next_id) {
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        fs::create_dir_all(&self.dir)?;
+                        create(&self.dir, t.next_id)?
+                    }
+                    created => created?,
+                };
                 t.next_id = id + 1;
                 t.active = Some(id);
                 t.packs.insert(id, Pack { file: Some(Arc::new(file)), size: 0, live: 0 });
