@@ -265,7 +265,13 @@ impl DiskStore {
                 let (packs, existing) = Packs::open(pack::packs_dir(dir), b.pack_limit)?;
                 (Some(Arc::new(packs)), existing)
             }
-            None => (None, Vec::new()),
+            None => {
+                // Packs of an earlier, larger configuration would take space nothing counts.
+                for (_, path) in pack::list(&pack::packs_dir(dir))? {
+                    let _ = fs::remove_file(path);
+                }
+                (None, Vec::new())
+            }
         };
         let dir = Arc::new(dir.to_path_buf());
         let stats = Arc::new(DiskStats::default());
@@ -854,6 +860,12 @@ mod tests {
         assert!(body_of(&store, &key("/gone")).is_none());
         wait_loaded(&store);
         assert_eq!(store.usage().0, 2);
+        drop(store);
+        // Reopened too small for packs: their entries are gone, and so are the packs.
+        let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(pack::list(&pack::packs_dir(dir.path())).unwrap().is_empty());
+        assert!(body_of(&store, &key("/p")).is_none());
+        assert_eq!(body_of(&store, &key("/f")).unwrap(), big, "files stay");
     }
 
     #[test]
