@@ -3,10 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use support::cache_dir::{entry_files, pack_files, packed_entry, record_body_span};
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -23,12 +24,6 @@ fn cache_tool(dir: &Path, args: &[&str]) -> Output {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The entry file of `key` (the proxy names files by the BLAKE3 hash of the key).
-fn entry_file(dir: &Path, key: &str) -> PathBuf {
-    let hex = blake3::hash(key.as_bytes()).to_hex().to_string();
-    dir.join(&hex[..2]).join(hex)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,29 +58,37 @@ async fn stats_ls_verify_fix_and_purge_a_stopped_proxys_cache() {
     assert_eq!(img.lines().count(), 3, "header and two entries: {img}");
     assert!(!img.contains("/page"));
 
+    // Small bodies are packed: each is a record in a pack, none is a file.
+    assert!(entry_files(dir.path()).is_empty());
+    let packs_before = pack_files(dir.path());
     // Rot one body byte: verify finds it, --fix removes it.
-    let victim = entry_file(dir.path(), &format!("{base}/img/2"));
-    let mut bytes = std::fs::read(&victim).unwrap();
-    let at = bytes.len() - 17;
-    bytes[at] ^= 0x20;
-    std::fs::write(&victim, bytes).unwrap();
+    let img2 = format!("{base}/img/2");
+    let victim = packed_entry(dir.path(), &img2).expect("packed entry");
+    let (offset, len) = record_body_span(&victim);
+    let mut bytes = std::fs::read(&victim.path).unwrap();
+    bytes[(offset + len - 1) as usize] ^= 0x20;
+    std::fs::write(&victim.path, &bytes).unwrap();
     let check = cache_tool(dir.path(), &["verify"]);
     assert_eq!(check.status.code(), Some(1));
     assert!(stdout(&check).contains("checksum mismatch in body"), "{}", stdout(&check));
     assert!(stdout(&check).contains("3 entries: 2 ok, 1 broken"));
     let progress = String::from_utf8_lossy(&check.stderr);
     assert!(progress.contains("verifying: 3/3"), "plain progress lines off a terminal: {progress}");
-    assert!(victim.exists(), "verify without --fix removes nothing");
+    assert!(packed_entry(dir.path(), &img2).is_some(), "verify without --fix removes nothing");
+    assert_eq!(pack_files(dir.path()), packs_before, "verify without --fix writes nothing");
     let fix = cache_tool(dir.path(), &["verify", "--fix"]);
     assert!(fix.status.success());
     assert!(stdout(&fix).contains("removed"));
-    assert!(!victim.exists());
+    assert!(packed_entry(dir.path(), &img2).is_none(), "a tombstone removes the broken entry");
+    // The tombstone is in a new pack: the packs that were there are unchanged.
+    assert_eq!(pack_files(dir.path()).len(), packs_before.len() + 1);
+    assert_eq!(std::fs::read(&victim.path).unwrap(), bytes);
     assert!(stdout(&cache_tool(dir.path(), &["verify"])).contains("2 entries: 2 ok, 0 broken"));
 
     let purge = cache_tool(dir.path(), &["purge", &format!("{base}/page")]);
     assert!(purge.status.success());
     assert!(stdout(&purge).contains("purged 1 entries"));
-    assert!(!entry_file(dir.path(), &format!("{base}/page")).exists());
+    assert!(packed_entry(dir.path(), &format!("{base}/page")).is_none());
     let again = cache_tool(dir.path(), &["purge", &format!("{base}/page")]);
     assert_eq!(again.status.code(), Some(1), "nothing left to purge");
 
@@ -95,7 +98,9 @@ async fn stats_ls_verify_fix_and_purge_a_stopped_proxys_cache() {
     assert_eq!(hit.header("x-cache"), Some("HIT"));
     let refetched = get(&_proxy.url(origin.port(), "/page"), &[]).await;
     assert_eq!(refetched.header("x-cache"), Some("MISS"));
-    assert_eq!((origin.hits("/img/1"), origin.hits("/page")), (1, 2));
+    let rotten = get(&_proxy.url(origin.port(), "/img/2"), &[]).await;
+    assert_eq!(rotten.header("x-cache"), Some("MISS"));
+    assert_eq!((origin.hits("/img/1"), origin.hits("/page"), origin.hits("/img/2")), (1, 2, 2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,11 +124,18 @@ async fn warm_through_a_running_proxy_then_purge_beside_it() {
     assert_eq!(got.header("x-cache"), Some("HIT"));
 
     // The entry reaches the disk through the proxy's writer thread.
-    let file = entry_file(dir.path(), &format!("{base}/a"));
-    assert!(eventually(WAIT, || file.exists()).await);
+    let key = format!("{base}/a");
+    let both = || ["/a", "/b"].iter().all(|p| packed_entry(dir.path(), &format!("{base}{p}")).is_some());
+    assert!(eventually(WAIT, both).await);
+    let proxy_pack = packed_entry(dir.path(), &key).unwrap().path;
+    let proxy_pack_bytes = std::fs::read(&proxy_pack).unwrap();
     let purge = cache_tool(dir.path(), &["purge", "--prefix", &format!("{base}/")]);
     assert!(stdout(&purge).contains("purged 2 entries"), "{}", stdout(&purge));
-    assert!(!file.exists());
+    assert!(packed_entry(dir.path(), &key).is_none());
+    assert!(stdout(&cache_tool(dir.path(), &["ls"])).lines().count() == 1, "only the header line");
+    // The tombstones went to a pack of their own: the one the proxy writes is untouched.
+    assert_eq!(std::fs::read(&proxy_pack).unwrap(), proxy_pack_bytes);
+    assert_eq!(pack_files(dir.path()).len(), 2);
     // The running proxy is unharmed (it may still hold the bodies in memory, as documented).
     assert_eq!(get(&proxy.url(origin.port(), "/a"), &[]).await.status.as_u16(), 200);
 

@@ -329,19 +329,6 @@ async fn bad_flags_name_the_flag_and_exit_non_zero() {
     }
 }
 
-/// Bytes of entry files under a cache directory (the 2-hex-digit subdirectories).
-fn entry_bytes(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    for shard in std::fs::read_dir(dir).unwrap().flatten() {
-        if shard.file_name().len() == 2 && shard.path().is_dir() {
-            for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
-                total += f.metadata().map(|m| m.len()).unwrap_or(0);
-            }
-        }
-    }
-    total
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn disk_tier_stays_within_cache_size() {
     let origin = Origin::start().await;
@@ -369,14 +356,16 @@ async fn disk_tier_stays_within_cache_size() {
     }
     // Writes are asynchronous: poll (bounded) until the writer has caught up, then check the bound.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut used = entry_bytes(dir.path());
+    let mut used = support::cache_dir::disk_bytes(dir.path());
     while used == 0 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        used = entry_bytes(dir.path());
+        used = support::cache_dir::disk_bytes(dir.path());
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    used = entry_bytes(dir.path());
+    used = support::cache_dir::disk_bytes(dir.path());
     assert!(used > 0, "something was stored");
+    // Entry files and packs together (these bodies are small enough to be packed).
+    assert!(!support::cache_dir::pack_files(dir.path()).is_empty(), "small bodies are packed");
     assert!(used <= 2 * 1024 * 1024, "disk use {used} exceeds --cache-size 2MiB");
 }
 

@@ -17,7 +17,7 @@ pub struct StoredEntry {
     pub hash: KeyHash,
     /// Its head (the key is in it).
     pub head: Arc<StoredHead>,
-    /// Bytes it takes: the file size on disk, else the memory tier's weight.
+    /// Bytes it takes: the file or pack record size on disk, else the memory tier's weight.
     pub size: u64,
     /// Whether the memory tier holds it.
     pub in_memory: bool,
@@ -50,7 +50,7 @@ impl Cache {
                     (e.on_disk, e.size) = (true, file.size);
                     continue;
                 }
-                let Ok(head) = scan::read_head(&file.path) else { continue };
+                let Ok(head) = scan::read_head(&file) else { continue };
                 if keep(&head.key) {
                     let entry = StoredEntry {
                         hash: file.hash,
@@ -116,8 +116,15 @@ mod tests {
 
     #[tokio::test]
     async fn purging_a_url_takes_its_variants_from_both_tiers() {
+        // 1 MiB keeps every entry in a file; 4 MiB packs the small ones.
+        for disk_bytes in [1 << 20, 4 << 20] {
+            purge_url_and_prefix(disk_bytes).await;
+        }
+    }
+
+    async fn purge_url_and_prefix(disk_bytes: u64) {
         let dir = tempfile::tempdir().unwrap();
-        let limits = CacheLimits { disk_bytes: 1 << 20, memory_bytes: 1 << 20, max_object: 1 << 16 };
+        let limits = CacheLimits { disk_bytes, memory_bytes: 1 << 20, max_object: 1 << 16 };
         let cache = Arc::new(Cache::open(Some(dir.path()), limits).unwrap());
         let url = "http://h:80/a";
         let marker = CacheKey::from_url(url.into());
@@ -136,5 +143,14 @@ mod tests {
         assert!(cache.lookup_exact(&other).await.is_some(), "a longer URL is not a variant");
         assert_eq!(cache.purge_prefix("http://h:80/").await, 1);
         assert!(cache.entries_where(|_| true).is_empty());
+        // Removals are written down (files unlinked, tombstones appended): a restart agrees.
+        drop(cache);
+        let cache = Cache::open(
+            Some(dir.path()),
+            CacheLimits { disk_bytes, memory_bytes: 1 << 20, max_object: 1 << 16 },
+        )
+        .unwrap();
+        assert!(cache.entries_where(|_| true).is_empty());
+        assert!(cache.lookup_exact(&other).await.is_none());
     }
 }

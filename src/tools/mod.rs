@@ -1,7 +1,8 @@
 //! `httpcache-proxy cache ...`: tools that work on a cache directory, with the proxy running
-//! or not. They only read entries, or remove whole entry files (each removal is one atomic
-//! unlink), so a running proxy never sees half an entry; they never touch `tmp/`, where a
-//! running proxy writes.
+//! or not. They only read entries, remove whole entry files (each removal is one atomic
+//! unlink) and remove packed entries with tombstones written to a new pack of their own, so a
+//! running proxy never sees half an entry; they never touch `tmp/` or a pack a running proxy
+//! may be writing. A running proxy sees tombstones written here only after a restart.
 
 mod progress;
 mod warm;
@@ -46,7 +47,8 @@ pub enum CacheAction {
         fix: bool,
     },
     /// Remove a URL (with its Vary variants) or every URL under a prefix. A running proxy
-    /// may still serve it from memory: use PURGE or the admin API for that.
+    /// may still serve it (from memory, or a packed entry until it restarts): use PURGE or
+    /// the admin API for that.
     Purge {
         /// The absolute URL to remove.
         #[arg(required_unless_present = "prefix", conflicts_with = "prefix")]
@@ -80,8 +82,8 @@ pub fn run(args: &CacheArgs) -> anyhow::Result<bool> {
     match &args.action {
         CacheAction::Stats => stats(&files),
         CacheAction::Ls { prefix } => ls(&files, prefix.as_deref()),
-        CacheAction::Verify { fix } => verify(&files, *fix),
-        CacheAction::Purge { url, prefix } => purge(&files, url.as_deref(), prefix.as_deref()),
+        CacheAction::Verify { fix } => verify(dir, &files, *fix),
+        CacheAction::Purge { url, prefix } => purge(dir, &files, url.as_deref(), prefix.as_deref()),
         CacheAction::Warm { .. } => unreachable!("handled above"),
     }
 }
@@ -97,7 +99,7 @@ fn stats(files: &[EntryFile]) -> anyhow::Result<bool> {
     let mut oldest: Option<u64> = None;
     for f in files {
         bytes += f.size;
-        match scan::read_head(&f.path) {
+        match scan::read_head(f) {
             Ok(head) if head.kind == EntryKind::Response => {
                 responses += 1;
                 *by_status.entry(head.status.as_u16()).or_default() += 1;
@@ -127,7 +129,7 @@ fn ls(files: &[EntryFile], prefix: Option<&str>) -> anyhow::Result<bool> {
     let prefix = prefix.map(key_of_url).transpose().map_err(anyhow::Error::msg).context("--prefix")?;
     println!("{:>10} {:>8} {:>6} url", "bytes", "age_s", "status");
     for f in files {
-        let Ok(head) = scan::read_head(&f.path) else { continue };
+        let Ok(head) = scan::read_head(f) else { continue };
         if head.kind != EntryKind::Response
             || prefix.as_ref().is_some_and(|p| !head.key.starts_with(p.as_str()))
         {
@@ -139,28 +141,33 @@ fn ls(files: &[EntryFile], prefix: Option<&str>) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn verify(files: &[EntryFile], fix: bool) -> anyhow::Result<bool> {
+fn verify(dir: &Path, files: &[EntryFile], fix: bool) -> anyhow::Result<bool> {
     let mut progress = Progress::new("verifying", files.len() as u64);
-    let mut broken = 0u64;
+    let mut broken = Vec::new();
     for f in files {
         if let Err(e) = scan::verify(f) {
-            broken += 1;
-            let action = if fix && remove(&f.path) { "removed" } else { "broken" };
-            progress.println(&format!("{action}: {} ({e})", f.path.display()));
+            progress.println(&format!("broken: {f} ({e})"));
+            broken.push(f);
         }
         progress.inc();
     }
     progress.finish();
+    // Removed together: packed ones need only one new pack of tombstones.
+    if fix && !broken.is_empty() {
+        let removed = scan::remove(dir, &broken);
+        println!("removed {removed} broken entries");
+    }
     println!(
-        "verified {} entries: {} ok, {broken} broken{}",
+        "verified {} entries: {} ok, {} broken{}",
         files.len(),
-        files.len() as u64 - broken,
-        if fix && broken > 0 { " (removed)" } else { "" }
+        files.len() - broken.len(),
+        broken.len(),
+        if fix && !broken.is_empty() { " (removed)" } else { "" }
     );
-    Ok(broken == 0 || fix)
+    Ok(broken.is_empty() || fix)
 }
 
-fn purge(files: &[EntryFile], url: Option<&str>, prefix: Option<&str>) -> anyhow::Result<bool> {
+fn purge(dir: &Path, files: &[EntryFile], url: Option<&str>, prefix: Option<&str>) -> anyhow::Result<bool> {
     let matches: Box<dyn Fn(&str) -> bool> = match (url, prefix) {
         (Some(u), None) => {
             let key = key_of_url(u).map_err(anyhow::Error::msg)?;
@@ -174,26 +181,15 @@ fn purge(files: &[EntryFile], url: Option<&str>, prefix: Option<&str>) -> anyhow
         _ => bail!("give a URL or --prefix"),
     };
     let mut progress = Progress::new("purging", files.len() as u64);
-    let mut removed = 0u64;
+    let mut matched = Vec::new();
     for f in files {
-        if scan::read_head(&f.path).is_ok_and(|h| matches(&h.key)) && remove(&f.path) {
-            removed += 1;
+        if scan::read_head(f).is_ok_and(|h| matches(&h.key)) {
+            matched.push(f);
         }
         progress.inc();
     }
     progress.finish();
+    let removed = scan::remove(dir, &matched);
     println!("purged {removed} entries");
     Ok(removed > 0)
-}
-
-/// Removes one entry file; a file already gone (a proxy evicted it) counts as removed.
-fn remove(path: &Path) -> bool {
-    match std::fs::remove_file(path) {
-        Ok(()) => true,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(e) => {
-            eprintln!("cannot remove {}: {e}", path.display());
-            false
-        }
-    }
 }

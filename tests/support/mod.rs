@@ -1,6 +1,7 @@
 //! Test support: a scriptable origin, the real proxy binary, and clients.
 #![allow(dead_code, unused_imports)]
 
+pub mod cache_dir;
 pub mod client;
 pub mod origin;
 pub mod proxy;

@@ -1,31 +1,37 @@
-//! The persistent disk tier: one immutable file per entry under `--cache-dir`.
+//! The persistent disk tier under `--cache-dir`: small complete entries appended to pack
+//! files (see [`super::pack`]), large and streamed ones in one immutable file each.
 //!
-//! Layout: `<dir>/<first two hex digits>/<64 hex digits>` for entries and `<dir>/tmp/` for
-//! entries being written. A writer fills a temporary file and renames it into place only when
-//! it is complete, so a visible file is always whole; every read checks the head and body
-//! checksums (see [`super::codec`]), so torn or rotted files are dropped and counted.
+//! Layout: `<dir>/packs/<16 hex digits>.pack` for packs, `<dir>/<first two hex digits>/<64 hex
+//! digits>` for entry files and `<dir>/tmp/` for entry files being written. A writer fills a
+//! temporary file and renames it into place only when it is complete, so a visible file is
+//! always whole; a pack record is one write, and a torn one can only be a pack's tail. Every
+//! read checks the head and body checksums (see [`super::codec`]), so torn or rotted entries
+//! are dropped and counted.
 //!
-//! The index (hash -> size) exists for eviction only: a lookup opens the file named by the
-//! key's hash, so the proxy serves warm hits before the index has finished loading. The index
-//! is rebuilt on start by a background scan of the directory.
+//! The index (hash -> where and how big) decides evictions and says where a packed entry is.
+//! It is rebuilt on start by a background scan: packs first, then entry files. Lookups do not
+//! wait for it: an entry file is opened by the name its hash spells, and only a key without a
+//! file waits for the (shorter) pack scan, so warm hits are served at once.
 //!
 //! Durability policy: entries are not fsynced. A process crash (kill -9) loses nothing the
 //! kernel accepted; a power loss may lose or tear recent entries, which the checksums catch.
 //!
 //! Every function here blocks: call it from `spawn_blocking` or a dedicated thread.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 use bytes::Bytes;
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
 use super::codec::{self, DecodeError, PREFIX_LEN, TRAILER_LEN};
+use super::pack::{self, Kind, Packs};
 use crate::cache::key::{hex, parse_hex, CacheKey, KeyHash};
 use crate::cache::meta::StoredHead;
 
@@ -67,43 +73,160 @@ pub struct DiskStats {
     pub writes_skipped: AtomicU64,
 }
 
-#[derive(Clone)]
-struct SizeWeighter;
+/// Where an indexed entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loc {
+    /// Its own file, `size` bytes.
+    File { size: u64 },
+    /// A record of `len` bytes at `offset` in pack `pack`.
+    Pack { pack: u64, offset: u64, len: u64 },
+}
 
-impl Weighter<KeyHash, u64> for SizeWeighter {
-    fn weight(&self, _key: &KeyHash, size: &u64) -> u64 {
-        (*size).max(1)
+impl Loc {
+    fn size(&self) -> u64 {
+        match *self {
+            Loc::File { size } => size,
+            Loc::Pack { len, .. } => len,
+        }
     }
 }
 
-/// Deletes an entry's file when the index evicts it.
+#[derive(Clone)]
+struct SizeWeighter;
+
+impl Weighter<KeyHash, Loc> for SizeWeighter {
+    fn weight(&self, _key: &KeyHash, loc: &Loc) -> u64 {
+        loc.size().max(1)
+    }
+}
+
+/// Frees what the index lets go of: deletes evicted files, counts evicted and replaced pack
+/// records as dead bytes. Runs under the index's lock, so it may take the pack table's lock
+/// but never calls back into the index.
 #[derive(Clone)]
 struct DeleteEvicted {
     dir: Arc<PathBuf>,
     stats: Arc<DiskStats>,
+    packs: Option<Arc<Packs>>,
 }
 
-impl Lifecycle<KeyHash, u64> for DeleteEvicted {
-    /// The key an insert replaces: quick_cache reports the replaced value through `on_evict`,
-    /// but its file has just been replaced by the new one, which must stay.
-    type RequestState = Option<KeyHash>;
-
-    fn on_evict(&self, replacing: &mut Option<KeyHash>, key: KeyHash, _size: u64) {
-        if *replacing == Some(key) {
-            return;
+impl DeleteEvicted {
+    fn dead_record(&self, pack: u64, len: u64) {
+        if let Some(packs) = &self.packs {
+            packs.sub_live(pack, len);
         }
-        self.stats.evictions.fetch_add(1, Ordering::Relaxed);
-        let _ = fs::remove_file(entry_path(&self.dir, &key));
     }
 }
 
-type Index = QuickCache<KeyHash, u64, SizeWeighter, DefaultHashBuilder, DeleteEvicted>;
+impl Lifecycle<KeyHash, Loc> for DeleteEvicted {
+    /// The insert in progress (key and new place): quick_cache reports the value it replaces,
+    /// and a new value it refuses, through `on_evict`.
+    type RequestState = Option<(KeyHash, Loc)>;
+
+    fn on_evict(&self, inserting: &mut Option<(KeyHash, Loc)>, key: KeyHash, old: Loc) {
+        match *inserting {
+            Some((k, new)) if k == key && new != old => match (old, new) {
+                // The rename put the new file where the old one was.
+                (Loc::File { .. }, Loc::File { .. }) => {}
+                (Loc::File { .. }, Loc::Pack { .. }) => {
+                    let _ = fs::remove_file(entry_path(&self.dir, &key));
+                }
+                (Loc::Pack { pack, len, .. }, Loc::Pack { .. }) => self.dead_record(pack, len),
+                // Without a tombstone the packed entry would come back over the file on restart.
+                (Loc::Pack { pack, len, .. }, Loc::File { .. }) => {
+                    self.dead_record(pack, len);
+                    if let Some(packs) = &self.packs {
+                        let _ = packs.append(&pack::tombstone_record(&key), Kind::Tombstone);
+                    }
+                }
+            },
+            _ => {
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                match old {
+                    Loc::File { .. } => {
+                        let _ = fs::remove_file(entry_path(&self.dir, &key));
+                    }
+                    // No tombstone: an evicted entry coming back after a restart is harmless.
+                    Loc::Pack { pack, len, .. } => self.dead_record(pack, len),
+                }
+            }
+        }
+    }
+}
+
+type Index = QuickCache<KeyHash, Loc, SizeWeighter, DefaultHashBuilder, DeleteEvicted>;
+
+/// Caches smaller than this keep every entry in its own file: a pack (at least 1 MiB) and its
+/// dead-space allowance would leave too little of the capacity for entries.
+const PACKS_MIN_CAPACITY: u64 = 2 << 20;
+
+/// How the capacity is shared when packs are in use.
+#[derive(Clone, Copy, Debug)]
+struct Budget {
+    /// Largest pack.
+    pack_limit: u64,
+    /// Dead bytes allowed in sealed packs before the oldest are deleted.
+    dead_allowance: u64,
+    /// What the index may hold (entry files and live pack records): the capacity less the
+    /// dead-space allowance and the pack being written, so everything on disk stays within
+    /// the capacity.
+    index: u64,
+}
+
+impl Budget {
+    fn of(capacity: u64) -> Option<Self> {
+        if capacity < PACKS_MIN_CAPACITY {
+            return None;
+        }
+        let pack_limit = (capacity / 16).clamp(1 << 20, 64 << 20);
+        let dead_allowance = capacity / 8;
+        Some(Self { pack_limit, dead_allowance, index: capacity - dead_allowance - pack_limit })
+    }
+}
+
+/// Opens a [`Gate`] when dropped.
+struct OpenOnDrop<'a>(&'a Gate);
+
+impl Drop for OpenOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// A flag a thread can wait on.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.opened.notify_all();
+    }
+
+    fn is_open(&self) -> bool {
+        *self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        while !*open {
+            open = self.opened.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
 
 /// The disk tier.
 pub struct DiskStore {
     dir: Arc<PathBuf>,
     tmp_dir: PathBuf,
     index: Index,
+    /// Packs and how the capacity is shared; `None` for caches too small for packs.
+    packs: Option<(Arc<Packs>, Budget)>,
+    /// Open once the packs are in the index (and their live bytes counted).
+    packs_loaded: Gate,
     index_loaded: AtomicBool,
     writes_failing: AtomicBool,
     next_tmp: AtomicU64,
@@ -136,14 +259,28 @@ impl DiskStore {
         for shard in 0..=255u8 {
             fs::create_dir_all(dir.join(format!("{shard:02x}")))?;
         }
+        let budget = Budget::of(capacity);
+        let (packs, existing) = match budget {
+            Some(b) => {
+                let (packs, existing) = Packs::open(pack::packs_dir(dir), b.pack_limit)?;
+                (Some(Arc::new(packs)), existing)
+            }
+            None => {
+                // Packs of an earlier, larger configuration would take space nothing counts.
+                for (_, path) in pack::list(&pack::packs_dir(dir))? {
+                    let _ = fs::remove_file(path);
+                }
+                (None, Vec::new())
+            }
+        };
         let dir = Arc::new(dir.to_path_buf());
         let stats = Arc::new(DiskStats::default());
-        let lifecycle = DeleteEvicted { dir: dir.clone(), stats: stats.clone() };
+        let lifecycle = DeleteEvicted { dir: dir.clone(), stats: stats.clone(), packs: packs.clone() };
         // One shard: a shard's share of the capacity bounds the largest entry, and the disk
         // index is touched only on disk operations, so contention does not matter here.
         let options = OptionsBuilder::new()
             .estimated_items_capacity(4096)
-            .weight_capacity(capacity.max(1))
+            .weight_capacity(budget.map_or(capacity, |b| b.index).max(1))
             .shards(1)
             .build()
             .map_err(|e| io::Error::other(format!("cache index options: {e:?}")))?;
@@ -152,21 +289,30 @@ impl DiskStore {
             dir,
             tmp_dir,
             index,
+            packs: packs.zip(budget),
+            packs_loaded: Gate::default(),
             index_loaded: AtomicBool::new(false),
             writes_failing: AtomicBool::new(false),
             next_tmp: AtomicU64::new(0),
             stats,
         });
         let loader = store.clone();
-        std::thread::Builder::new().name("cache-index".into()).spawn(move || loader.load_index())?;
+        std::thread::Builder::new().name("cache-index".into()).spawn(move || loader.load_index(existing))?;
         Ok(store)
     }
 
-    /// Scans the directory and fills the index. Only names of our own layout are considered;
-    /// anything else in the directory is left alone.
-    fn load_index(&self) {
+    /// Fills the index: the packs that existed at open, in sequence order, then the entry
+    /// files. Only names of our own layout are considered; anything else in the directory is
+    /// left alone.
+    fn load_index(&self, existing: pack::Existing) {
         let started = std::time::Instant::now();
-        let mut found = 0u64;
+        // Lookups and removals wait for this gate: open it even if the scan panics.
+        let gate = OpenOnDrop(&self.packs_loaded);
+        let packed = self.load_packs(existing);
+        let packs_ms = started.elapsed().as_millis() as u64;
+        drop(gate);
+        self.reclaim();
+        let mut found = packed;
         if let Ok(shards) = fs::read_dir(&*self.dir) {
             for shard in shards.flatten() {
                 let name = shard.file_name();
@@ -182,8 +328,18 @@ impl DiskStore {
                         continue;
                     };
                     let Ok(meta) = file.metadata() else { continue };
-                    if self.index.peek(&hash).is_none() {
-                        self.index.insert(hash, meta.len());
+                    match self.index.peek(&hash) {
+                        None => {
+                            let loc = Loc::File { size: meta.len() };
+                            self.index.insert_with_lifecycle(hash, loc, &mut Some((hash, loc)));
+                        }
+                        // Both: a crash came between writing the packed entry and deleting the
+                        // file it replaced. The pack wins, as it would have.
+                        Some(Loc::Pack { .. }) => {
+                            let _ = fs::remove_file(file.path());
+                            continue;
+                        }
+                        Some(Loc::File { .. }) => {}
                     }
                     found += 1;
                 }
@@ -194,8 +350,86 @@ impl DiskStore {
             entries = found,
             bytes = self.index.weight(),
             ms = started.elapsed().as_millis() as u64,
+            packs_ms,
             "disk cache index loaded"
         );
+    }
+
+    /// Indexes the live records of the packs found at open; returns how many.
+    fn load_packs(&self, existing: pack::Existing) -> u64 {
+        let Some((packs, _)) = &self.packs else { return 0 };
+        let mut live: HashMap<KeyHash, Loc> = HashMap::new();
+        for (id, path) in existing {
+            // One at a time: a large cache has more packs than the process may have open.
+            let scanned = File::open(&path).and_then(|file| {
+                pack::scan(&file, |r| match r.kind {
+                    Kind::Entry => {
+                        live.insert(r.hash, Loc::Pack { pack: id, offset: r.offset, len: r.len });
+                    }
+                    Kind::Tombstone => {
+                        live.remove(&r.hash);
+                    }
+                })
+            });
+            match scanned {
+                Ok(end) if end.valid < end.len => tracing::warn!(
+                    pack = %format!("{id:016x}"),
+                    ignored_bytes = end.len - end.valid,
+                    "cache pack ends in a torn or damaged record: ignoring the rest of it"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(pack = %format!("{id:016x}"), error = %e, "cannot read cache pack"),
+            }
+        }
+        let mut found = 0;
+        for (hash, loc) in live {
+            let Loc::Pack { pack, len, .. } = loc else { continue };
+            // Counted before the insert, whose evictions subtract what they drop.
+            packs.add_live(pack, len);
+            if self.index.peek(&hash).is_some() {
+                packs.sub_live(pack, len); // written anew since the start: this record is dead
+                continue;
+            }
+            self.index.insert_with_lifecycle(hash, loc, &mut Some((hash, loc)));
+            found += 1;
+        }
+        found
+    }
+
+    /// Waits until the packs are indexed: only then does a missing index entry mean a miss.
+    fn wait_packs(&self) {
+        if self.packs.is_some() {
+            self.packs_loaded.wait();
+        }
+    }
+
+    /// Deletes the oldest sealed packs while their dead bytes exceed the allowance, and drops
+    /// the entries still in them (counted as evictions). Not under any lock.
+    fn reclaim(&self) {
+        let Some((packs, budget)) = &self.packs else { return };
+        // Before the scan has counted live bytes every old pack looks dead.
+        if !self.packs_loaded.is_open() {
+            return;
+        }
+        let deleted = packs.reclaim(budget.dead_allowance);
+        if deleted.is_empty() {
+            return;
+        }
+        let in_deleted = |loc: &Loc| matches!(loc, Loc::Pack { pack, .. } if deleted.contains(pack));
+        let doomed: Vec<KeyHash> =
+            self.index.iter().filter(|(_, loc)| in_deleted(loc)).map(|(k, _)| k).collect();
+        for hash in doomed {
+            if self.index.remove_if(&hash, in_deleted).is_some() {
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        tracing::debug!(packs = ?deleted, "deleted cache packs to reclaim dead space");
+    }
+
+    /// Bytes in pack files, for tests of the space bound.
+    #[cfg(test)]
+    fn pack_bytes(&self) -> u64 {
+        self.packs.as_ref().map_or(0, |(p, _)| p.bytes())
     }
 
     /// Whether the background index scan has finished.
@@ -225,10 +459,28 @@ impl DiskStore {
     }
 
     /// Writes a complete entry in one go (small bodies, whose fill kept them in memory).
+    /// Small entries are appended to the active pack in one write, larger ones get a file.
     pub fn write_whole(self: &Arc<Self>, key: &CacheKey, head: &StoredHead, body: &[u8]) -> io::Result<()> {
-        let mut w = self.writer(key, head)?;
-        w.write(body)?;
-        w.finish()
+        let encoded = codec::encode_head(head);
+        let size = encoded.len() as u64 + body.len() as u64 + TRAILER_LEN;
+        let Some((packs, _)) = self.packs.as_ref().filter(|_| size <= pack::MAX_PACKED) else {
+            let mut w = self.writer(key, head)?;
+            w.write(body)?;
+            return w.finish();
+        };
+        let record = pack::entry_record(key.hash(), &encoded, body);
+        let (id, offset) = match packs.append(&record, Kind::Entry) {
+            Ok(at) => at,
+            Err(e) => {
+                self.note_write_error(&e);
+                return Err(e);
+            }
+        };
+        self.note_write_ok();
+        let loc = Loc::Pack { pack: id, offset, len: record.len() as u64 };
+        self.index.insert_with_lifecycle(*key.hash(), loc, &mut Some((*key.hash(), loc)));
+        self.reclaim();
+        Ok(())
     }
 
     /// Writes a new entry for `key` with `head` and the body of an existing entry file (after a
@@ -264,21 +516,52 @@ impl DiskStore {
     /// Looks up `key`. Bodies up to `inline_max` bytes are read and verified whole.
     /// Corrupt files are removed and counted; `None` means a miss.
     pub fn lookup(&self, key: &CacheKey, inline_max: u64) -> Option<DiskEntry> {
-        if self.index_loaded() && self.index.get(key.hash()).is_none() {
-            return None;
+        let loc = match self.index.get(key.hash()) {
+            Some(loc) => loc,
+            None if self.index_loaded() => return None,
+            // Still loading: a file is found by its name; otherwise the pack scan decides.
+            None => match self.lookup_file(key, inline_max) {
+                Some(found) => return found,
+                None => {
+                    self.wait_packs();
+                    self.index.get(key.hash())?
+                }
+            },
+        };
+        match loc {
+            Loc::File { .. } => self.lookup_file(key, inline_max).flatten(),
+            Loc::Pack { pack, offset, len } => self.lookup_packed(key, pack, offset, len),
         }
+    }
+
+    /// Reads the entry file of `key`; `None`: there is none, `Some(None)`: a miss all the same.
+    fn lookup_file(&self, key: &CacheKey, inline_max: u64) -> Option<Option<DiskEntry>> {
         let path = entry_path(&self.dir, key.hash());
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return None,
             Err(e) => {
                 tracing::warn!(error = %e, path = %path.display(), "cannot open cache entry");
-                return None;
+                return Some(None);
             }
         };
-        match read_entry(file, key, inline_max) {
+        Some(match read_entry(file, key, inline_max) {
             Ok(Some(entry)) => Some(entry),
             Ok(None) => None, // another key with the same hash: a miss, not corruption
+            Err(e) => {
+                self.drop_corrupt(key.hash(), &e);
+                None
+            }
+        })
+    }
+
+    /// Reads and checks a packed entry (always small, so read whole).
+    fn lookup_packed(&self, key: &CacheKey, id: u64, offset: u64, len: u64) -> Option<DiskEntry> {
+        // A pack deleted meanwhile to reclaim space took the entry with it.
+        let file = self.packs.as_ref()?.0.file(id)?;
+        match pack::read_entry(&file, offset, len, key.hash(), Some(key.url())) {
+            Ok(Some((head, body))) => Some(DiskEntry { head, body: DiskBody::Inline(body) }),
+            Ok(None) => None,
             Err(e) => {
                 self.drop_corrupt(key.hash(), &e);
                 None
@@ -286,17 +569,32 @@ impl DiskStore {
         }
     }
 
-    /// Removes a file that failed a check.
+    /// Removes an entry that failed a check.
     pub fn drop_corrupt(&self, hash: &KeyHash, why: &dyn std::fmt::Display) {
         self.stats.corrupt_dropped.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(entry = %hex(hash), reason = %why, "dropping corrupt cache entry");
         self.remove(hash);
     }
 
-    /// Removes an entry (no error if it does not exist).
+    /// Removes an entry (no error if it does not exist). A packed entry gets a tombstone, so
+    /// it stays removed after a restart.
     pub fn remove(&self, hash: &KeyHash) {
-        self.index.remove(hash);
-        let _ = fs::remove_file(entry_path(&self.dir, hash));
+        // Until the packs are indexed, a packed entry would be missed here and come back.
+        self.wait_packs();
+        match self.index.remove(hash) {
+            Some((_, Loc::Pack { pack, len, .. })) => {
+                let packs = &self.packs.as_ref().expect("a packed entry means packs").0;
+                packs.sub_live(pack, len);
+                if let Err(e) = packs.append(&pack::tombstone_record(hash), Kind::Tombstone) {
+                    self.note_write_error(&e);
+                }
+                self.reclaim();
+            }
+            // Files are also removed by name: the file scan may not have indexed it yet.
+            _ => {
+                let _ = fs::remove_file(entry_path(&self.dir, hash));
+            }
+        }
     }
 
     /// Starts writing a new entry. On failure the caller serves without storing.
@@ -442,8 +740,10 @@ impl EntryWriter {
             }
         }
         self.done = true;
-        let size = self.body_offset + self.written + TRAILER_LEN;
-        self.store.index.insert_with_lifecycle(self.hash, size, &mut Some(self.hash));
+        let loc = Loc::File { size: self.body_offset + self.written + TRAILER_LEN };
+        self.store.index.insert_with_lifecycle(self.hash, loc, &mut Some((self.hash, loc)));
+        // Replacing a packed entry appended a tombstone, which may call for a reclaim.
+        self.store.reclaim();
         Ok(())
     }
 }
@@ -514,5 +814,130 @@ mod tests {
             .sum();
         assert!(files <= 64 * 1024, "files hold {files} bytes");
         assert!(store.stats().evictions.load(Ordering::Relaxed) > 0);
+    }
+
+    fn body_of(store: &DiskStore, key: &CacheKey) -> Option<Vec<u8>> {
+        match store.lookup(key, u64::MAX)?.body {
+            DiskBody::Inline(b) => Some(b.to_vec()),
+            DiskBody::File { file, offset, len, .. } => {
+                let mut buf = vec![0u8; len as usize];
+                file.read_exact_at(&mut buf, offset).unwrap();
+                Some(buf)
+            }
+        }
+    }
+
+    const PACKED: u64 = 4 << 20; // big enough for packs
+
+    #[test]
+    fn small_entries_go_to_packs_and_survive_replacement_removal_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |p: &str| CacheKey::new("http", "h", 80, p);
+        let big = vec![3u8; 300 * 1024];
+        {
+            let store = DiskStore::open(dir.path(), PACKED).unwrap();
+            wait_loaded(&store);
+            // Packed, then replaced by a file (tombstone), then by a packed entry again.
+            store.write_whole(&key("/p"), &head(&key("/p")), b"one").unwrap();
+            assert!(!entry_path(dir.path(), key("/p").hash()).exists(), "small: packed");
+            store.write_whole(&key("/p"), &head(&key("/p")), &big).unwrap();
+            assert!(entry_path(dir.path(), key("/p").hash()).exists(), "large: a file");
+            store.write_whole(&key("/p"), &head(&key("/p")), b"three").unwrap();
+            assert!(!entry_path(dir.path(), key("/p").hash()).exists(), "the replaced file is gone");
+            // A file replacing a packed entry: the packed one must not come back.
+            store.write_whole(&key("/f"), &head(&key("/f")), b"small").unwrap();
+            store.write_whole(&key("/f"), &head(&key("/f")), &big).unwrap();
+            store.write_whole(&key("/gone"), &head(&key("/gone")), b"x").unwrap();
+            store.remove(key("/gone").hash());
+            assert_eq!(body_of(&store, &key("/p")).unwrap(), b"three");
+            assert!(body_of(&store, &key("/gone")).is_none());
+            assert_eq!(store.stats().evictions.load(Ordering::Relaxed), 0);
+        }
+        // Lookups right after opening wait for the pack scan instead of missing.
+        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        assert_eq!(body_of(&store, &key("/p")).unwrap(), b"three");
+        assert_eq!(body_of(&store, &key("/f")).unwrap(), big);
+        assert!(body_of(&store, &key("/gone")).is_none());
+        wait_loaded(&store);
+        assert_eq!(store.usage().0, 2);
+        drop(store);
+        // Reopened too small for packs: their entries are gone, and so are the packs.
+        let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(pack::list(&pack::packs_dir(dir.path())).unwrap().is_empty());
+        assert!(body_of(&store, &key("/p")).is_none());
+        assert_eq!(body_of(&store, &key("/f")).unwrap(), big, "files stay");
+    }
+
+    #[test]
+    fn a_corrupt_packed_entry_is_dropped_counted_and_stays_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = CacheKey::new("http", "h", 80, "/rot");
+        {
+            let store = DiskStore::open(dir.path(), PACKED).unwrap();
+            store.write_whole(&key, &head(&key), b"rotting body").unwrap();
+        }
+        let live = pack::live_entries(&pack::packs_dir(dir.path())).unwrap();
+        let l = &live[key.hash()];
+        let f = OpenOptions::new().read(true).write(true).open(&l.path).unwrap();
+        let at = l.record.offset + l.record.len - TRAILER_LEN - 2; // a body byte
+        let mut b = [0u8];
+        f.read_exact_at(&mut b, at).unwrap();
+        f.write_all_at(&[b[0] ^ 1], at).unwrap();
+        {
+            let store = DiskStore::open(dir.path(), PACKED).unwrap();
+            assert!(store.lookup(&key, u64::MAX).is_none(), "a corrupt body was served");
+            assert_eq!(store.stats().corrupt_dropped.load(Ordering::Relaxed), 1);
+            assert!(store.lookup(&key, u64::MAX).is_none());
+        }
+        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        assert!(store.lookup(&key, u64::MAX).is_none());
+        assert_eq!(store.stats().corrupt_dropped.load(Ordering::Relaxed), 0, "the tombstone held");
+    }
+
+    #[test]
+    fn files_and_packs_stay_within_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        wait_loaded(&store);
+        let mut seed = 0x2545_f491_u32;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let mut written = 0u64;
+        let mut i = 0;
+        // Entry files can only be those of keys written large: stat those instead of walking
+        // 256 shard directories after every write.
+        let mut large = std::collections::HashSet::new();
+        // Ten times the capacity: mostly small entries, some replaced or removed, a few files.
+        while written < 10 * PACKED {
+            let key = CacheKey::new("http", "h", 80, &format!("/{}", rand() % 3000));
+            let len = if i % 50 == 0 { 300 * 1024 } else { 500 + rand() as usize % 20_000 };
+            if len > pack::MAX_PACKED as usize {
+                large.insert(entry_path(dir.path(), key.hash()));
+            }
+            store.write_whole(&key, &head(&key), &vec![i as u8; len]).unwrap();
+            if i % 7 == 0 {
+                let other = CacheKey::new("http", "h", 80, &format!("/{}", rand() % 3000));
+                store.remove(other.hash());
+            }
+            written += len as u64;
+            i += 1;
+            let files: u64 = large.iter().filter_map(|p| fs::metadata(p).ok()).map(|m| m.len()).sum();
+            let packs = sizes_of_packs(dir.path());
+            assert!(files + packs <= PACKED, "{files} + {packs} bytes on disk after {i} writes");
+            assert_eq!(store.pack_bytes(), packs, "the pack table matches the disk");
+        }
+        assert!(store.stats().evictions.load(Ordering::Relaxed) > 0);
+        assert!(pack::list(&pack::packs_dir(dir.path())).unwrap().len() > 1, "packs rotated");
+        // What the index holds is still readable.
+        let (entries, _) = store.usage();
+        assert!(entries > 0);
+    }
+
+    fn sizes_of_packs(dir: &Path) -> u64 {
+        pack::list(&pack::packs_dir(dir)).unwrap().iter().map(|(_, p)| fs::metadata(p).unwrap().len()).sum()
     }
 }

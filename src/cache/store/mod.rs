@@ -4,4 +4,5 @@
 pub mod codec;
 pub mod disk;
 pub mod memory;
+pub mod pack;
 pub mod scan;

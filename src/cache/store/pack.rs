@@ -1,0 +1,564 @@
+//! Append-only pack files for small complete entries: one write per entry instead of one file
+//! (an inode, three writes and a rename) per entry, which is where the disk writer spent most
+//! of its CPU on small misses.
+//!
+//! Layout: `<dir>/packs/<16 lowercase hex digits>.pack`, numbered in creation order. A pack is
+//! a run of records:
+//!
+//! ```text
+//! "HCP1" | u32 len | key hash (32 bytes) | u8 kind | u32 crc32(the fields before it)
+//! | len bytes: for an entry, exactly an entry file's bytes (see super::codec); empty for a
+//! |            tombstone
+//! ```
+//! All integers are little-endian. A record is built in one buffer and written with one
+//! `pwrite`, so a crash leaves at most one torn record, at the tail of the pack being written.
+//! A reader stops at the first record whose header does not check or that runs past the end
+//! of the file; the proxy never appends to a pack of a previous run, so such a tail stays the
+//! end. The entry bytes carry the codec's own head and body checksums, checked on every read.
+//!
+//! Later records win: a record for a hash replaces earlier ones, a tombstone removes them.
+//! Packs are only ever deleted whole, oldest first, so a tombstone never outlives the record
+//! it deletes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::codec::{self, DecodeError, PREFIX_LEN, TRAILER_LEN};
+use crate::cache::key::KeyHash;
+use crate::cache::meta::StoredHead;
+
+const MAGIC: &[u8; 4] = b"HCP1";
+/// Bytes of a record header.
+pub const HEADER_LEN: u64 = 4 + 4 + 32 + 1 + 4;
+/// Entries whose encoding is at most this long go to packs; larger ones get their own file.
+pub const MAX_PACKED: u64 = 256 * 1024;
+
+/// What a record holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An entry in the codec format.
+    Entry,
+    /// The removal of the hash's earlier records.
+    Tombstone,
+}
+
+/// A record found by [`scan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The key hash it is about.
+    pub hash: KeyHash,
+    /// Entry or tombstone.
+    pub kind: Kind,
+    /// Offset of the record header in its pack.
+    pub offset: u64,
+    /// Bytes of the whole record, header included.
+    pub len: u64,
+}
+
+/// The packs directory of a cache directory.
+pub fn packs_dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.join("packs")
+}
+
+/// Path of pack `id` in `packs`.
+pub fn pack_path(packs: &Path, id: u64) -> PathBuf {
+    packs.join(format!("{id:016x}.pack"))
+}
+
+/// Every pack in `packs` (names of our own layout only), in sequence order. No directory is
+/// no packs.
+pub fn list(packs: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let dir = match fs::read_dir(packs) {
+        Ok(d) => d,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".pack")) else { continue };
+        let ours = stem.len() == 16 && stem.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if let (true, Ok(id)) = (ours, u64::from_str_radix(stem, 16)) {
+            found.push((id, e.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Creates a new, empty pack numbered `id` or the first free number above it. `create_new`:
+/// a pack is never shared with another writer (a cache tool beside a running proxy).
+pub fn create(packs: &Path, mut id: u64) -> io::Result<(u64, File)> {
+    loop {
+        match OpenOptions::new().read(true).write(true).create_new(true).open(pack_path(packs, id)) {
+            Ok(f) => return Ok((id, f)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => id += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn header(hash: &KeyHash, kind: Kind, len: u32) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..4].copy_from_slice(MAGIC);
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8..40].copy_from_slice(hash);
+    h[40] = match kind {
+        Kind::Entry => 1,
+        Kind::Tombstone => 2,
+    };
+    let crc = crc32fast::hash(&h[..41]);
+    h[41..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Decodes a record header into `(hash, kind, len of what follows)`; `None` if it does not
+/// check.
+pub fn decode_header(h: &[u8]) -> Option<(KeyHash, Kind, u32)> {
+    if h.len() < HEADER_LEN as usize || &h[..4] != MAGIC {
+        return None;
+    }
+    if crc32fast::hash(&h[..41]).to_le_bytes() != h[41..45] {
+        return None;
+    }
+    let kind = match h[40] {
+        1 => Kind::Entry,
+        2 => Kind::Tombstone,
+        _ => return None,
+    };
+    let len = u32::from_le_bytes(h[4..8].try_into().ok()?);
+    Some((h[8..40].try_into().ok()?, kind, len))
+}
+
+/// One entry record: header, then the codec encoding of head, body and trailer.
+pub fn entry_record(hash: &KeyHash, encoded_head: &[u8], body: &[u8]) -> Vec<u8> {
+    let len = encoded_head.len() + body.len() + TRAILER_LEN as usize;
+    let mut rec = Vec::with_capacity(HEADER_LEN as usize + len);
+    rec.extend_from_slice(&header(hash, Kind::Entry, len as u32));
+    rec.extend_from_slice(encoded_head);
+    rec.extend_from_slice(body);
+    rec.extend_from_slice(&codec::encode_trailer(body.len() as u64, crc32fast::hash(body)));
+    rec
+}
+
+/// One tombstone record.
+pub fn tombstone_record(hash: &KeyHash) -> Vec<u8> {
+    header(hash, Kind::Tombstone, 0).to_vec()
+}
+
+/// How a pack's scan ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScanEnd {
+    /// Bytes of whole records from the start.
+    pub valid: u64,
+    /// The file's length: more than `valid` means a torn or damaged tail, ignored.
+    pub len: u64,
+}
+
+/// Calls `each` for every record of a pack, in order, reading headers only. Stops at the first
+/// header that does not check or record that runs past the end of the file.
+pub fn scan(file: &File, mut each: impl FnMut(Record)) -> io::Result<ScanEnd> {
+    let len = file.metadata()?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    r.seek(SeekFrom::Start(0))?;
+    let mut pos = 0u64;
+    let mut h = [0u8; HEADER_LEN as usize];
+    while pos + HEADER_LEN <= len {
+        r.read_exact(&mut h)?;
+        let Some((hash, kind, body)) = decode_header(&h) else { break };
+        let rec_len = HEADER_LEN + body as u64;
+        if pos + rec_len > len || (kind == Kind::Tombstone && body != 0) {
+            break;
+        }
+        each(Record { hash, kind, offset: pos, len: rec_len });
+        r.seek_relative(body as i64)?;
+        pos += rec_len;
+    }
+    Ok(ScanEnd { valid: pos, len })
+}
+
+/// Reads a whole record and checks all of it: the header (hash, kind, length), then the entry
+/// as [`codec`] checks an entry file (head checksum, lengths, body checksum). `Ok(None)`: the
+/// head names another key than `url` (the hash matched, the key did not).
+pub fn read_entry(
+    file: &File,
+    offset: u64,
+    len: u64,
+    hash: &KeyHash,
+    url: Option<&str>,
+) -> Result<Option<(StoredHead, Bytes)>, DecodeError> {
+    if !(HEADER_LEN + PREFIX_LEN + 4 + TRAILER_LEN..=HEADER_LEN + MAX_PACKED).contains(&len) {
+        return Err(DecodeError::Malformed("record length"));
+    }
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset).map_err(|_| DecodeError::Truncated)?;
+    match decode_header(&buf) {
+        Some((h, Kind::Entry, n)) if &h == hash && HEADER_LEN + n as u64 == len => {}
+        _ => return Err(DecodeError::Malformed("record header")),
+    }
+    let entry = &buf[HEADER_LEN as usize..];
+    let head_len = codec::decode_prefix(entry)? as usize;
+    let body_at = PREFIX_LEN as usize + head_len + 4;
+    if entry.len() < body_at + TRAILER_LEN as usize {
+        return Err(DecodeError::Truncated);
+    }
+    let head = codec::decode_head(&entry[PREFIX_LEN as usize..body_at])?;
+    if url.is_some_and(|u| u != head.key) {
+        return Ok(None);
+    }
+    let (body_len, crc) = codec::decode_trailer(&entry[entry.len() - TRAILER_LEN as usize..])?;
+    if body_at as u64 + body_len + TRAILER_LEN != entry.len() as u64 {
+        return Err(DecodeError::Malformed("length"));
+    }
+    let body = HEADER_LEN as usize + body_at..HEADER_LEN as usize + body_at + body_len as usize;
+    if crc32fast::hash(&buf[body.clone()]) != crc {
+        return Err(DecodeError::Checksum("body"));
+    }
+    Ok(Some((head, Bytes::from(buf).slice(body))))
+}
+
+/// A live pack entry found by [`live_entries`].
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// The pack's number.
+    pub pack: u64,
+    /// The pack's path.
+    pub path: PathBuf,
+    /// The record.
+    pub record: Record,
+}
+
+/// The live entries of every pack under `packs`: the latest record of each hash, unless that
+/// is a tombstone. Read-only, so safe beside a running proxy (a record it is writing at that
+/// moment is a torn tail to this scan, and left out).
+pub fn live_entries(packs: &Path) -> io::Result<HashMap<KeyHash, Live>> {
+    let mut live = HashMap::new();
+    for (id, path) in list(packs)? {
+        let Ok(file) = File::open(&path) else { continue }; // deleted meanwhile by a proxy
+        scan(&file, |record| match record.kind {
+            Kind::Entry => {
+                live.insert(record.hash, Live { pack: id, path: path.clone(), record });
+            }
+            Kind::Tombstone => {
+                live.remove(&record.hash);
+            }
+        })?;
+    }
+    Ok(live)
+}
+
+/// Writes tombstones for `hashes` into a new pack numbered above every existing one, for the
+/// cache tools: a running proxy may be appending to its own pack, and is never appended to.
+pub fn write_tombstones(packs: &Path, hashes: &[KeyHash]) -> io::Result<()> {
+    if hashes.is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(packs)?;
+    let next = list(packs)?.last().map_or(0, |(id, _)| id + 1);
+    let (_, file) = create(packs, next)?;
+    let buf: Vec<u8> = hashes.iter().flat_map(tombstone_record).collect();
+    file.write_all_at(&buf, 0)
+}
+
+/// Packs found at open, in sequence order: number and path.
+pub type Existing = Vec<(u64, PathBuf)>;
+
+/// One pack the proxy knows of.
+struct Pack {
+    /// Open only while it is the active pack: a large cache has thousands of sealed packs,
+    /// too many to keep a descriptor each, so they are opened per read.
+    file: Option<Arc<File>>,
+    /// Bytes in the file (what is written, torn tails of a previous run included).
+    size: u64,
+    /// Bytes of its records the index still points at.
+    live: u64,
+}
+
+struct Table {
+    packs: BTreeMap<u64, Pack>,
+    /// The pack being appended to; none until the first append after opening.
+    active: Option<u64>,
+    next_id: u64,
+}
+
+/// The proxy's packs: appends, and the live-byte accounting that decides which packs to delete.
+/// It never calls into the disk index, so the index may call into it (lock order: index, then
+/// this table).
+pub struct Packs {
+    dir: PathBuf,
+    limit: u64,
+    table: Mutex<Table>,
+}
+
+impl Packs {
+    /// Registers the packs already in `dir` (no live bytes until [`Self::add_live`]), deleting
+    /// empty ones. Returns them in sequence order, for the index scan. Appends go to a new pack.
+    pub fn open(dir: PathBuf, limit: u64) -> io::Result<(Self, Existing)> {
+        fs::create_dir_all(&dir)?;
+        let mut packs = BTreeMap::new();
+        let mut existing = Vec::new();
+        let mut next_id = 0;
+        for (id, path) in list(&dir)? {
+            next_id = id + 1;
+            let size = fs::metadata(&path)?.len();
+            if size == 0 {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            packs.insert(id, Pack { file: None, size, live: 0 });
+            existing.push((id, path));
+        }
+        let table = Mutex::new(Table { packs, active: None, next_id });
+        Ok((Self { dir, limit, table }, existing))
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends one record with one write; returns `(pack, offset)`. An entry's bytes count as
+    /// live from here on. Starts a new pack when the record would take the active one past the
+    /// limit.
+    pub fn append(&self, record: &[u8], kind: Kind) -> io::Result<(u64, u64)> {
+        let mut t = self.table();
+        let len = record.len() as u64;
+        let active = t.active.filter(|id| t.packs.get(id).is_some_and(|p| p.size + len <= self.limit));
+        let id = match active {
+            Some(id) => id,
+            None => {
+                self.seal(&mut t);
+                // The directory exists from `open`; one removed by hand is made again.
+                let (id, file) = match create(&self.dir, t.next_id) {
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        fs::create_dir_all(&self.dir)?;
+                        create(&self.dir, t.next_id)?
+                    }
+                    created => created?,
+                };
+                t.next_id = id + 1;
+                t.active = Some(id);
+                t.packs.insert(id, Pack { file: Some(Arc::new(file)), size: 0, live: 0 });
+                id
+            }
+        };
+        let pack = t.packs.get_mut(&id).expect("active pack is in the table");
+        let offset = pack.size;
+        // Counted whether or not the write completes: a failed write may leave part of it.
+        pack.size += len;
+        let file = pack.file.clone().expect("the active pack is open");
+        if let Err(e) = file.write_all_at(record, offset) {
+            self.seal(&mut t); // never write after a possibly torn record
+            return Err(e);
+        }
+        if kind == Kind::Entry {
+            pack.live += len;
+        }
+        Ok((id, offset))
+    }
+
+    /// Ends appends to the active pack and closes it.
+    fn seal(&self, t: &mut Table) {
+        if let Some(p) = t.active.take().and_then(|id| t.packs.get_mut(&id)) {
+            p.file = None;
+        }
+    }
+
+    /// Pack `id` opened for reading, if it still exists. Opened outside the table's lock; a
+    /// pack deleted meanwhile is simply not found, and one deleted after opening stays
+    /// readable through the descriptor.
+    pub fn file(&self, id: u64) -> Option<Arc<File>> {
+        if let Some(active) = &self.table().packs.get(&id)?.file {
+            return Some(active.clone());
+        }
+        File::open(pack_path(&self.dir, id)).ok().map(Arc::new)
+    }
+
+    /// Counts `len` more live bytes in pack `id` (the index scan found a live record).
+    pub fn add_live(&self, id: u64, len: u64) {
+        if let Some(p) = self.table().packs.get_mut(&id) {
+            p.live += len;
+        }
+    }
+
+    /// Counts a record of pack `id` as dead: the index dropped or replaced it.
+    pub fn sub_live(&self, id: u64, len: u64) {
+        if let Some(p) = self.table().packs.get_mut(&id) {
+            p.live = p.live.saturating_sub(len);
+        }
+    }
+
+    /// While the dead bytes of sealed packs exceed `allowance`, deletes the oldest sealed pack.
+    /// Returns the deleted packs' numbers: the caller drops the index entries still in them.
+    pub fn reclaim(&self, allowance: u64) -> Vec<u64> {
+        let mut t = self.table();
+        let active = t.active;
+        let mut dead: u64 = t
+            .packs
+            .iter()
+            .filter(|(id, _)| Some(**id) != active)
+            .map(|(_, p)| p.size - p.live.min(p.size))
+            .sum();
+        let mut deleted = Vec::new();
+        while dead > allowance {
+            let Some(oldest) = t.packs.keys().copied().find(|id| Some(*id) != active) else { break };
+            let p = t.packs.remove(&oldest).expect("listed");
+            dead -= p.size - p.live.min(p.size);
+            if let Err(e) = fs::remove_file(pack_path(&self.dir, oldest)) {
+                tracing::warn!(error = %e, pack = oldest, "cannot delete cache pack");
+            }
+            deleted.push(oldest);
+        }
+        deleted
+    }
+
+    /// Bytes in all packs.
+    pub fn bytes(&self) -> u64 {
+        self.table().packs.values().map(|p| p.size).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::CacheKey;
+    use crate::cache::meta::{from_millis, EntryKind};
+
+    fn head(url: &str) -> StoredHead {
+        StoredHead {
+            kind: EntryKind::Response,
+            key: url.into(),
+            status: http::StatusCode::OK,
+            headers: http::HeaderMap::new(),
+            request_time: from_millis(1),
+            response_time: from_millis(2),
+        }
+    }
+
+    fn record(path: &str, body: &[u8]) -> (CacheKey, Vec<u8>) {
+        let key = CacheKey::new("http", "h", 80, path);
+        let rec = entry_record(key.hash(), &codec::encode_head(&head(key.url())), body);
+        (key, rec)
+    }
+
+    fn scan_all(path: &Path) -> (Vec<Record>, ScanEnd) {
+        let mut found = Vec::new();
+        let end = scan(&File::open(path).unwrap(), |r| found.push(r)).unwrap();
+        (found, end)
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (packs, existing) = Packs::open(dir.path().into(), 1 << 20).unwrap();
+        assert!(existing.is_empty());
+        let (a, rec_a) = record("/a", b"alpha");
+        let (b, rec_b) = record("/b", b"");
+        let (pa, oa) = packs.append(&rec_a, Kind::Entry).unwrap();
+        let (pb, ob) = packs.append(&rec_b, Kind::Entry).unwrap();
+        assert_eq!((pa, oa, pb, ob), (0, 0, 0, rec_a.len() as u64));
+        let file = packs.file(0).unwrap();
+        let (h, body) = read_entry(&file, oa, rec_a.len() as u64, a.hash(), Some(a.url())).unwrap().unwrap();
+        assert_eq!((h.key.as_str(), &body[..]), (a.url(), &b"alpha"[..]));
+        let (_, body) = read_entry(&file, ob, rec_b.len() as u64, b.hash(), Some(b.url())).unwrap().unwrap();
+        assert!(body.is_empty());
+        // Another key's hash is a bad header; another URL with the same hash is a miss.
+        assert!(read_entry(&file, oa, rec_a.len() as u64, b.hash(), None).is_err());
+        assert!(read_entry(&file, oa, rec_a.len() as u64, a.hash(), Some("http://x/")).unwrap().is_none());
+        let (found, end) = scan_all(&pack_path(dir.path(), 0));
+        assert_eq!(found.len(), 2);
+        assert_eq!(end.valid, end.len);
+    }
+
+    #[test]
+    fn a_torn_tail_is_ignored_at_every_length_and_earlier_records_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, rec1) = record("/first", b"kept body");
+        let (_, rec2) = record("/torn", &[9u8; 300]);
+        let path = pack_path(dir.path(), 7);
+        for cut in 0..rec2.len() {
+            let mut bytes = rec1.clone();
+            bytes.extend_from_slice(&rec2[..cut]);
+            fs::write(&path, &bytes).unwrap();
+            let live = live_entries(dir.path()).unwrap();
+            assert_eq!(live.len(), 1, "cut at {cut}");
+            let l = &live[first.hash()];
+            let file = File::open(&path).unwrap();
+            let got = read_entry(&file, l.record.offset, l.record.len, first.hash(), Some(first.url()));
+            assert_eq!(&got.unwrap().unwrap().1[..], b"kept body", "cut at {cut}");
+            // The proxy's own scan agrees and counts the tail as dead space.
+            let (packs, existing) = Packs::open(dir.path().into(), 1 << 20).unwrap();
+            assert_eq!(existing.len(), 1);
+            assert_eq!(
+                scan(&File::open(&existing[0].1).unwrap(), |_| {}).unwrap(),
+                ScanEnd { valid: rec1.len() as u64, len: (rec1.len() + cut) as u64 }
+            );
+            // New records go to a new pack, never after the torn tail.
+            let (id, offset) = packs.append(&rec1, Kind::Entry).unwrap();
+            assert_eq!((id, offset), (8, 0));
+            fs::remove_file(pack_path(dir.path(), 8)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_tombstone_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gone, rec) = record("/gone", b"x");
+        let (kept, rec_kept) = record("/kept", b"y");
+        {
+            let (packs, _) = Packs::open(dir.path().into(), 1 << 20).unwrap();
+            packs.append(&rec, Kind::Entry).unwrap();
+            packs.append(&rec_kept, Kind::Entry).unwrap();
+            packs.append(&tombstone_record(gone.hash()), Kind::Tombstone).unwrap();
+        }
+        let live = live_entries(dir.path()).unwrap();
+        assert!(!live.contains_key(gone.hash()));
+        assert!(live.contains_key(kept.hash()));
+        // A tool's tombstones in a new pack remove the rest.
+        write_tombstones(dir.path(), &[*kept.hash()]).unwrap();
+        assert!(live_entries(dir.path()).unwrap().is_empty());
+        assert_eq!(list(dir.path()).unwrap().iter().map(|(id, _)| *id).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_in_an_entry_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, rec) = record("/rot", b"some body bytes");
+        let path = dir.path().join("p");
+        for at in 0..rec.len() {
+            let mut bad = rec.clone();
+            bad[at] ^= 0x10;
+            fs::write(&path, &bad).unwrap();
+            let file = File::open(&path).unwrap();
+            let got = read_entry(&file, 0, rec.len() as u64, key.hash(), Some(key.url()));
+            assert!(got.is_err(), "flip at {at} not detected");
+        }
+    }
+
+    #[test]
+    fn packs_rotate_at_the_limit_and_sealed_dead_space_is_reclaimed_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, rec) = record("/r", &[1u8; 1000]);
+        let limit = rec.len() as u64 * 3;
+        let (packs, _) = Packs::open(dir.path().into(), limit).unwrap();
+        let placed: Vec<(u64, u64)> = (0..7).map(|_| packs.append(&rec, Kind::Entry).unwrap()).collect();
+        assert_eq!(placed.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 0, 0, 1, 1, 1, 2]);
+        assert_eq!(list(dir.path()).unwrap().len(), 3);
+        assert!(packs.reclaim(0).is_empty(), "all live");
+        // Pack 1 dies entirely, pack 0 only in part: oldest first means pack 0 goes first.
+        for _ in 0..3 {
+            packs.sub_live(1, rec.len() as u64);
+        }
+        packs.sub_live(0, rec.len() as u64);
+        assert_eq!(packs.reclaim(4 * rec.len() as u64), Vec::<u64>::new());
+        assert_eq!(packs.reclaim(3 * rec.len() as u64), [0]);
+        assert_eq!(packs.reclaim(0), [1]);
+        assert_eq!(list(dir.path()).unwrap().iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2]);
+        assert_eq!(packs.bytes(), rec.len() as u64);
+    }
+}
