@@ -98,6 +98,10 @@ const PASS_MARKS_MAX: usize = 65_536;
 /// Complete entries waiting for the disk writer thread.
 const WRITE_QUEUE: usize = 1024;
 
+/// How long the disk writer lets entries gather after a wake-up. Entries are served from the
+/// memory tier meanwhile; at 10,000 misses a second 1 ms gathers 10 entries per wake-up.
+const WRITE_GROUP_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// A complete small entry for the disk writer thread.
 enum WriteJob {
     /// Write a complete entry.
@@ -145,21 +149,33 @@ fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc:
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(WRITE_QUEUE);
     std::thread::Builder::new().name("cache-writer".into()).spawn(move || {
         while let Some(job) = rx.blocking_recv() {
-            match job {
-                WriteJob::Store { key, head, body } => {
-                    let _ = disk.write_whole(&key, &head, &body);
-                }
-                WriteJob::Remove { hash, done } => {
-                    disk.remove(&hash);
-                    let _ = done.send(());
-                }
-                WriteJob::Flush { done } => {
-                    let _ = done.send(());
-                }
+            // Group commit: after a wake-up, let more entries gather before writing. Woken
+            // once per entry, this thread cost a futex wake and a context switch per miss on
+            // the proxy's core: about three times the pack write itself (perf). While it
+            // sleeps, senders do not wake it.
+            std::thread::sleep(WRITE_GROUP_DELAY);
+            run_write_job(&disk, job);
+            while let Ok(job) = rx.try_recv() {
+                run_write_job(&disk, job);
             }
         }
     })?;
     Ok(tx)
+}
+
+fn run_write_job(disk: &Arc<DiskStore>, job: WriteJob) {
+    match job {
+        WriteJob::Store { key, head, body } => {
+            let _ = disk.write_whole(&key, &head, &body);
+        }
+        WriteJob::Remove { hash, done } => {
+            disk.remove(&hash);
+            let _ = done.send(());
+        }
+        WriteJob::Flush { done } => {
+            let _ = done.send(());
+        }
+    }
 }
 
 impl Cache {
