@@ -11,14 +11,15 @@ trap 'rm -rf "$dir"' EXIT
 origin_port=9   # nothing listens there: every answer must come from the cache
 cargo build --release --quiet --example make_cache
 cargo build --release --quiet
-./target/release/examples/make_cache "$dir/cache" "$n" "$origin_port"
+release="${CARGO_TARGET_DIR:-target}/release"
+"$release/examples/make_cache" "$dir/cache" "$n" "$origin_port"
 sync
-python3 - "$dir" "$n" "$origin_port" <<'PY'
+python3 - "$dir" "$n" "$origin_port" "$release" <<'PY'
 import subprocess, sys, time, socket, urllib.request
-d, n, oport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+d, n, oport, release = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 port = 18877
 t0 = time.monotonic()
-p = subprocess.Popen(["./target/release/httpcache-proxy", "60", "--port", str(port), "--cache-dir", d + "/cache",
+p = subprocess.Popen([release + "/httpcache-proxy", "60", "--port", str(port), "--cache-dir", d + "/cache",
                       "--upstream-port", str(oport)], stderr=open(d + "/log", "w"))
 first_hit = None
 deadline = t0 + 30
