@@ -47,13 +47,47 @@ pub fn from_millis(ms: u64) -> SystemTime {
 }
 
 /// A copy of `headers` whose values own their bytes. Values parsed by hyper are slices of its
-/// read buffer; storing them as they are would keep that whole buffer alive per entry.
+/// read buffer; storing them as they are would keep that whole buffer alive per entry. The
+/// values are copied into one buffer (one allocation per head, not one per field: this runs
+/// on every miss).
 pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+    let total = headers.values().map(|v| v.len()).sum();
+    let mut all = bytes::BytesMut::with_capacity(total);
+    for value in headers.values() {
+        all.extend_from_slice(value.as_bytes());
+    }
+    let all = all.freeze();
     let mut out = HeaderMap::with_capacity(headers.len());
+    let mut at = 0;
     for (name, value) in headers {
-        let mut v = http::HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        let own = all.slice(at..at + value.len());
+        at += value.len();
+        let mut v = http::HeaderValue::from_maybe_shared(own).unwrap_or_else(|_| value.clone());
         v.set_sensitive(value.is_sensitive());
         out.append(name.clone(), v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owned_headers_keep_every_value_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("set-cookie", "a=1".parse().unwrap());
+        h.append("content-type", "text/plain".parse().unwrap());
+        h.append("set-cookie", "b=2".parse().unwrap());
+        let mut secret = http::HeaderValue::from_static("token");
+        secret.set_sensitive(true);
+        h.append("authorization", secret);
+        h.append("x-empty", http::HeaderValue::from_static(""));
+        let owned = owned_headers(&h);
+        assert_eq!(owned, h);
+        let cookies: Vec<_> = owned.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(owned["authorization"].is_sensitive());
+        assert_eq!(owned.len(), 5);
+    }
 }

@@ -223,14 +223,18 @@ impl<'a> Fetch<'a> {
         incoming: UpstreamIncoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
-        let (storable, lifetime, no_cache, shared_ttl) = {
+        let (storable, lifetime, no_cache, shared_ttl, ttl) = {
             let view = settings.policy_headers(&head.headers);
             let storable =
                 policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy)
                     .map_err(|why| why.as_str());
             let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
             let cc = CacheControl::parse(&view);
-            (storable, lifetime, cc.no_cache, shared_ttl(lifetime.duration(), &cc))
+            // What `ProxySettings::assess(..).ttl()` gives, without computing the lifetime twice.
+            let age = policy::AgeInputs::from_response(&view, head.request_time, head.response_time)
+                .current_age(SystemTime::now());
+            let ttl = lifetime.duration().unwrap_or_default().as_secs() as i64 - age.as_secs() as i64;
+            (storable, lifetime, cc.no_cache, shared_ttl(lifetime.duration(), &cc), ttl)
         };
         // A response that varies is stored as the variant this request selects (§4.1), under
         // the URL's Vary marker; one that does not is stored under the URL itself.
@@ -299,7 +303,7 @@ impl<'a> Fetch<'a> {
             status: CacheStatus {
                 fwd: Some(target.reason),
                 fwd_status: Some(head.status.as_u16()),
-                ttl: Some(settings.assess(&head, SystemTime::now()).ttl()),
+                ttl: Some(ttl),
                 stored: true,
                 collapsed: false,
                 detail: None,
