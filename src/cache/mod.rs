@@ -141,6 +141,8 @@ pub struct Cache {
     limits: CacheLimits,
     pass_marks: PassMarks,
     shared: Option<Arc<shared::SharedTier>>,
+    /// Removals completed so far: a disk read that straddles one must not promote its copy.
+    removals: std::sync::atomic::AtomicU64,
 }
 
 /// One thread writes small complete entries in order: a miss then costs one queue push
@@ -191,7 +193,16 @@ impl Cache {
         };
         let memory = MemoryTier::new(limits.memory_bytes, limits.max_object);
         let pass_marks = PassMarks::new(PASS_MARKS_MAX);
-        Ok(Self { memory, disk, writes, coalescer: Arc::default(), limits, pass_marks, shared: None })
+        Ok(Self {
+            memory,
+            disk,
+            writes,
+            coalescer: Arc::default(),
+            limits,
+            pass_marks,
+            shared: None,
+            removals: Default::default(),
+        })
     }
 
     /// The disk tier, if any.
@@ -272,14 +283,18 @@ impl Cache {
             });
         }
         let disk = self.disk.clone().filter(|d| d.may_contain(key))?;
+        let removals = self.removals.load(std::sync::atomic::Ordering::SeqCst);
         let inline_max = self.memory.max_object();
         let k = key.clone();
         let entry = tokio::task::spawn_blocking(move || disk.lookup(&k, inline_max)).await.ok()??;
         let head = Arc::new(entry.head);
         let body = match entry.body {
             DiskBody::Inline(bytes) => {
-                let promoted = Arc::new(MemEntry::new(head.clone(), bytes.clone()));
-                self.memory.insert(*key.hash(), promoted);
+                // Not promoted if a removal finished while the disk was read (see `remove`).
+                if self.removals.load(std::sync::atomic::Ordering::SeqCst) == removals {
+                    let promoted = Arc::new(MemEntry::new(head.clone(), bytes.clone()));
+                    self.memory.insert(*key.hash(), promoted);
+                }
                 CachedBody::Memory(bytes)
             }
             DiskBody::File { file, offset, len, crc } => CachedBody::File { file, offset, len, crc },
@@ -381,6 +396,15 @@ impl Cache {
         self.memory.remove(key.hash());
         self.pass_marks.clear(key.hash());
         let hash = *key.hash();
+        self.remove_from_disk(hash).await;
+        // A lookup that read the disk copy before it was removed may have promoted it into
+        // memory meanwhile: drop that copy, and refuse promotions of reads that began before
+        // now (see `lookup_local`). Without this an invalidated entry could come back.
+        self.removals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.memory.remove(key.hash());
+    }
+
+    async fn remove_from_disk(&self, hash: key::KeyHash) {
         if let Some(tx) = &self.writes {
             let (done, finished) = tokio::sync::oneshot::channel();
             if tx.send(WriteJob::Remove { hash, done }).await.is_ok() {
