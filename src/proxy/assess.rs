@@ -23,8 +23,13 @@ pub struct Assessed {
 impl Assessed {
     /// Remaining freshness in whole seconds; negative once stale.
     pub fn ttl(&self) -> i64 {
-        self.lifetime.duration().unwrap_or_default().as_secs() as i64 - self.age.as_secs() as i64
+        ttl(self.lifetime, self.age)
     }
+}
+
+/// Remaining freshness in whole seconds of a response with `lifetime` at `age`.
+pub fn ttl(lifetime: Lifetime, age: Duration) -> i64 {
+    lifetime.duration().unwrap_or_default().as_secs() as i64 - age.as_secs() as i64
 }
 
 impl ProxySettings {

@@ -233,7 +233,7 @@ impl<'a> Fetch<'a> {
             // What `ProxySettings::assess(..).ttl()` gives, without computing the lifetime twice.
             let age = policy::AgeInputs::from_response(&view, head.request_time, head.response_time)
                 .current_age(SystemTime::now());
-            let ttl = lifetime.duration().unwrap_or_default().as_secs() as i64 - age.as_secs() as i64;
+            let ttl = super::assess::ttl(lifetime, age);
             (storable, lifetime, cc.no_cache, shared_ttl(lifetime.duration(), &cc), ttl)
         };
         // A response that varies is stored as the variant this request selects (§4.1), under

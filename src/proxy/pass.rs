@@ -42,7 +42,7 @@ impl Fetch<'_> {
         };
         self.strip_targeted(&mut parts.headers);
         parts.headers.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
-        parts.headers.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
+        parts.headers.insert(CACHE_STATUS.clone(), status.render(&self.proxy.settings.cache_name));
         match self.pass_body(&parts.status, &parts.headers, incoming).await {
             Ok(body) => (Response::from_parts(parts, body), CacheResult::Pass),
             Err(e) => (respond::error(StatusCode::BAD_GATEWAY, &e), CacheResult::Local),
@@ -114,22 +114,9 @@ impl Fetch<'_> {
         let h = resp.headers_mut();
         self.strip_targeted(h);
         h.insert(X_CACHE.clone(), HeaderValue::from_static("MISS"));
-        h.insert(CACHE_STATUS.clone(), status_value(&self.proxy.settings.cache_name, &status));
+        h.insert(CACHE_STATUS.clone(), status.render(&self.proxy.settings.cache_name));
         (resp, CacheResult::Pass)
     }
-}
-
-fn status_value(name: &str, s: &CacheStatus) -> HeaderValue {
-    // push_str, not format!: every pass-through response carries this field.
-    let mut v = String::with_capacity(name.len() + 40);
-    v.push_str(name);
-    v.push_str("; fwd=");
-    v.push_str(s.fwd.unwrap_or("uri-miss"));
-    if let Some(st) = s.fwd_status {
-        v.push_str("; fwd-status=");
-        v.push_str(itoa::Buffer::new().format(st));
-    }
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
 }
 
 /// Reads a body of exactly `len` bytes, with `idle` as the deadline between chunks.

@@ -81,7 +81,7 @@ pub struct CacheStatus {
 }
 
 impl CacheStatus {
-    fn render(&self, name: &str) -> HeaderValue {
+    pub(super) fn render(&self, name: &str) -> HeaderValue {
         // push_str and itoa, not format!: every response from the cache carries this field.
         let mut s = String::with_capacity(name.len() + 48);
         s.push_str(name);

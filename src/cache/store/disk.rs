@@ -18,7 +18,6 @@
 //!
 //! Every function here blocks: call it from `spawn_blocking` or a dedicated thread.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
@@ -358,32 +357,18 @@ impl DiskStore {
     /// Indexes the live records of the packs found at open; returns how many.
     fn load_packs(&self, existing: pack::Existing) -> u64 {
         let Some((packs, _)) = &self.packs else { return 0 };
-        let mut live: HashMap<KeyHash, Loc> = HashMap::new();
-        for (id, path) in existing {
-            // One at a time: a large cache has more packs than the process may have open.
-            let scanned = File::open(&path).and_then(|file| {
-                pack::scan(&file, |r| match r.kind {
-                    Kind::Entry => {
-                        live.insert(r.hash, Loc::Pack { pack: id, offset: r.offset, len: r.len });
-                    }
-                    Kind::Tombstone => {
-                        live.remove(&r.hash);
-                    }
-                })
-            });
-            match scanned {
-                Ok(end) if end.valid < end.len => tracing::warn!(
-                    pack = %format!("{id:016x}"),
-                    ignored_bytes = end.len - end.valid,
-                    "cache pack ends in a torn or damaged record: ignoring the rest of it"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(pack = %format!("{id:016x}"), error = %e, "cannot read cache pack"),
-            }
-        }
+        let live = pack::live_records(&existing, |id, end| match end {
+            Ok(end) if end.valid < end.len => tracing::warn!(
+                pack = %format!("{id:016x}"),
+                ignored_bytes = end.len - end.valid,
+                "cache pack ends in a torn or damaged record: ignoring the rest of it"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(pack = %format!("{id:016x}"), error = %e, "cannot read cache pack"),
+        });
         let mut found = 0;
-        for (hash, loc) in live {
-            let Loc::Pack { pack, len, .. } = loc else { continue };
+        for (hash, (pack, record)) in live {
+            let (len, loc) = (record.len, Loc::Pack { pack, offset: record.offset, len: record.len });
             // Counted before the insert, whose evictions subtract what they drop.
             packs.add_live(pack, len);
             if self.index.peek(&hash).is_some() {

@@ -234,23 +234,52 @@ pub struct Live {
     pub record: Record,
 }
 
-/// The live entries of every pack under `packs`: the latest record of each hash, unless that
-/// is a tombstone. Read-only, so safe beside a running proxy (a record it is writing at that
-/// moment is a torn tail to this scan, and left out).
-pub fn live_entries(packs: &Path) -> io::Result<HashMap<KeyHash, Live>> {
+/// The latest record of each hash across `packs` (in sequence order), as (pack, record),
+/// unless that record is a tombstone. `scanned` hears how each pack's scan ended: the proxy's
+/// index load and the cache tools both read packs this way.
+pub fn live_records(
+    packs: &[(u64, PathBuf)],
+    mut scanned: impl FnMut(u64, io::Result<ScanEnd>),
+) -> HashMap<KeyHash, (u64, Record)> {
     let mut live = HashMap::new();
-    for (id, path) in list(packs)? {
-        let Ok(file) = File::open(&path) else { continue }; // deleted meanwhile by a proxy
-        scan(&file, |record| match record.kind {
-            Kind::Entry => {
-                live.insert(record.hash, Live { pack: id, path: path.clone(), record });
-            }
-            Kind::Tombstone => {
-                live.remove(&record.hash);
-            }
-        })?;
+    for (id, path) in packs {
+        // One at a time: a large cache has more packs than a process may have open.
+        let end = File::open(path).and_then(|file| {
+            scan(&file, |record| match record.kind {
+                Kind::Entry => {
+                    live.insert(record.hash, (*id, record));
+                }
+                Kind::Tombstone => {
+                    live.remove(&record.hash);
+                }
+            })
+        });
+        scanned(*id, end);
     }
-    Ok(live)
+    live
+}
+
+/// The live entries of every pack under `packs`. Read-only, so safe beside a running proxy (a
+/// record it is writing at that moment is a torn tail to this scan, and left out).
+pub fn live_entries(packs: &Path) -> io::Result<HashMap<KeyHash, Live>> {
+    let found = list(packs)?;
+    let mut failed = None;
+    let live = live_records(&found, |_, end| match end {
+        // Deleted meanwhile by a running proxy.
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            failed.get_or_insert(e);
+        }
+        Ok(_) => {}
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let paths: HashMap<u64, &PathBuf> = found.iter().map(|(id, path)| (*id, path)).collect();
+    Ok(live
+        .into_iter()
+        .map(|(hash, (pack, record))| (hash, Live { pack, path: paths[&pack].clone(), record }))
+        .collect())
 }
 
 /// Writes tombstones for `hashes` into a new pack numbered above every existing one, for the
