@@ -67,7 +67,7 @@ impl Target {
         if self.port == self.scheme.default_port() {
             self.host.clone()
         } else {
-            format!("{}:{}", self.host, self.port)
+            self.name()
         }
     }
 
@@ -86,7 +86,11 @@ impl Target {
 
     /// `host:port`, naming the upstream in errors and logs.
     pub fn name(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        let mut name = String::with_capacity(self.host.len() + 6);
+        name.push_str(&self.host);
+        name.push(':');
+        name.push_str(itoa::Buffer::new().format(self.port));
+        name
     }
 
     /// The cache key of this target.
