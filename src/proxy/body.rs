@@ -55,9 +55,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(inc) => {
-                Pin::new(inc).poll_frame(cx).map(|f| f.map(|r| r.map_err(|e| Box::new(e) as BodyError)))
-            }
+            ProxyBody::Upstream(inc) => Pin::new(inc).poll_frame(cx),
             ProxyBody::Channel(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
         }
     }

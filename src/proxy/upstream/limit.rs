@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::h1::PlainBody;
 use super::UpstreamError;
 
 /// One semaphore per upstream `host:port`.
@@ -64,36 +65,59 @@ impl HostLimits {
     }
 }
 
-/// An upstream response body that holds its host slot until dropped.
+/// An upstream response body (from hyper's client or the plain HTTP/1.1 one) that holds its
+/// host slot until dropped.
 pub struct UpstreamIncoming {
-    body: Incoming,
+    body: Source,
     _slot: Option<OwnedSemaphorePermit>,
 }
+
+enum Source {
+    Hyper(Incoming),
+    Plain(PlainBody),
+}
+
+/// Why an upstream body ended early.
+pub type UpstreamBodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl UpstreamIncoming {
     /// Wraps `body`, keeping `slot` taken while it lives.
     pub fn new(body: Incoming, slot: Option<OwnedSemaphorePermit>) -> Self {
-        Self { body, _slot: slot }
+        Self { body: Source::Hyper(body), _slot: slot }
+    }
+
+    /// Wraps a body of the plain HTTP/1.1 client.
+    pub fn plain(body: PlainBody, slot: Option<OwnedSemaphorePermit>) -> Self {
+        Self { body: Source::Plain(body), _slot: slot }
     }
 }
 
 impl Body for UpstreamIncoming {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = UpstreamBodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
+        match &mut self.body {
+            Source::Hyper(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|r| r.map_err(Into::into))),
+            Source::Plain(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|r| r.map_err(Into::into))),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.body {
+            Source::Hyper(b) => b.is_end_stream(),
+            Source::Plain(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.body {
+            Source::Hyper(b) => b.size_hint(),
+            Source::Plain(b) => b.size_hint(),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! whose reused connection the upstream had closed, and errors classified into 502 and 504.
 
 mod checked;
+mod h1;
 mod limit;
 mod tls;
 
@@ -19,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use self::checked::CheckedConnector;
+use self::h1::{Failure, PlainClient};
 use super::guard::body::ClientBody;
 use super::guard::response::check_upstream_head;
 use crate::access::{SharedTargets, TargetRefused};
@@ -130,6 +132,7 @@ impl UpstreamError {
 #[derive(Clone)]
 pub struct Upstream {
     client: Client<HttpsConnector<CheckedConnector>, UpstreamBody>,
+    plain: PlainClient,
     timeouts: Timeouts,
     limits: HostLimits,
 }
@@ -147,12 +150,23 @@ impl Upstream {
             .https_or_http()
             .enable_http1()
             .wrap_connector(CheckedConnector::new(http, settings.targets.clone()));
+        let plain = PlainClient::new(
+            settings.targets.clone(),
+            settings.timeouts.connect,
+            settings.max_idle_per_host,
+            settings.pool_idle_timeout,
+        );
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        Ok(Self { client, timeouts: settings.timeouts, limits: HostLimits::new(settings.max_per_host) })
+        Ok(Self {
+            client,
+            plain,
+            timeouts: settings.timeouts,
+            limits: HostLimits::new(settings.max_per_host),
+        })
     }
 
     /// The configured deadlines.
@@ -171,10 +185,58 @@ impl Upstream {
     ) -> Result<Response<UpstreamIncoming>, UpstreamError> {
         let permit = self.limits.acquire(target, self.timeouts.connect).await?;
         let started = std::time::Instant::now();
+        if PlainClient::handles(&req) {
+            let sent = self.send_plain(&req, target).await;
+            crate::metrics::global().upstream_sent(started.elapsed(), sent.is_ok());
+            return Ok(sent?.map(|body| UpstreamIncoming::plain(body, permit)));
+        }
         let sent = self.send_retrying(req, target).await;
         crate::metrics::global().upstream_sent(started.elapsed(), sent.is_ok());
         let resp = sent?;
         Ok(resp.map(|body| UpstreamIncoming::new(body, permit)))
+    }
+
+    /// A bodiless GET or HEAD over plain HTTP, on the lean client; retried once like the
+    /// others when a pooled connection turns out closed.
+    async fn send_plain(
+        &self,
+        req: &Request<UpstreamBody>,
+        target: &str,
+    ) -> Result<Response<h1::PlainBody>, UpstreamError> {
+        match self.plain_once(req, target).await {
+            Err((_, true)) => {
+                tracing::debug!(%target, "pooled connection closed by the upstream: retrying once");
+                self.plain_once(req, target).await.map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One attempt; the flag says whether the connection closed before any response.
+    async fn plain_once(
+        &self,
+        req: &Request<UpstreamBody>,
+        target: &str,
+    ) -> Result<Response<h1::PlainBody>, (UpstreamError, bool)> {
+        let deadline = self.timeouts.first_byte;
+        let target = || target.to_string();
+        match tokio::time::timeout(deadline, self.plain.send(req)).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Err(_) => Err((UpstreamError::Timeout { target: target(), secs: deadline.as_secs_f64() }, false)),
+            Ok(Err(Failure::ConnectTimeout)) => Err((
+                UpstreamError::Timeout { target: target(), secs: self.timeouts.connect.as_secs_f64() },
+                false,
+            )),
+            Ok(Err(Failure::Refused(reason))) => {
+                Err((UpstreamError::Refused { target: target(), reason }, false))
+            }
+            Ok(Err(Failure::Connect(reason))) => {
+                Err((UpstreamError::Connect { target: target(), reason }, false))
+            }
+            Ok(Err(Failure::Protocol { reason, closed_early })) => {
+                Err((UpstreamError::Protocol { target: target(), reason }, closed_early))
+            }
+        }
     }
 
     async fn send_retrying(
