@@ -7,9 +7,13 @@ use std::io;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use parking_lot::Mutex;
 
 use super::Conn;
+
+/// Largest read buffer an idle connection keeps.
+const IDLE_BUFFER_MAX: usize = 16 * 1024;
 
 /// The pool (cheap to clone; clones share it).
 #[derive(Clone)]
@@ -55,9 +59,14 @@ impl Pool {
     }
 
     /// Keeps `conn` for reuse, dropping the host's oldest idle connection if it has too many.
-    pub fn put(&self, host: &str, conn: Conn) {
+    pub fn put(&self, host: &str, mut conn: Conn) {
         if self.inner.max_per_host == 0 {
             return;
+        }
+        // A buffer grown for a large body stays allocated while the connection idles (and
+        // keeps the last chunks' memory alive): an idle connection keeps at most a small one.
+        if conn.buf.capacity() > IDLE_BUFFER_MAX {
+            conn.buf = BytesMut::new();
         }
         let idle = Idle { conn, since: Instant::now() };
         let mut hosts = self.inner.idle.lock();
@@ -110,7 +119,6 @@ async fn reap(pool: Weak<Inner>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
     use tokio::net::{TcpListener, TcpStream};
 
     async fn pair(listener: &TcpListener) -> (Conn, TcpStream) {
@@ -123,9 +131,11 @@ mod tests {
     async fn reuses_open_connections_and_drops_closed_and_expired_ones() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let pool = Pool::new(2, Duration::from_secs(60));
-        let (a, _a_server) = pair(&listener).await;
+        let (mut a, _a_server) = pair(&listener).await;
+        a.buf.reserve(256 * 1024);
         pool.put("h:80", a);
-        assert!(pool.take("h:80").is_some(), "an open connection is reused");
+        let reused = pool.take("h:80").expect("an open connection is reused");
+        assert!(reused.buf.capacity() <= IDLE_BUFFER_MAX, "a large read buffer is not kept idle");
         assert!(pool.take("h:80").is_none());
         assert!(pool.take("other:80").is_none());
 
