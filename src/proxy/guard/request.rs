@@ -79,7 +79,7 @@ fn invalid_length() -> Refusal {
 }
 
 /// The transfer codings named, lower-cased, in order (parameters dropped).
-fn transfer_codings(headers: &HeaderMap) -> Vec<String> {
+pub fn transfer_codings(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()

@@ -5,13 +5,13 @@ use http::{header, HeaderMap};
 
 use super::request::content_length;
 
-/// `Err` names why the head is refused.
-pub fn check_upstream_head(headers: &HeaderMap) -> Result<(), String> {
+/// `Err` names why the head is refused; `Ok` carries its Content-Length, if any.
+pub fn check_upstream_head(headers: &HeaderMap) -> Result<Option<u64>, String> {
     let length = content_length(headers).map_err(|r| r.reason)?;
     if length.is_some() && headers.contains_key(header::TRANSFER_ENCODING) {
         return Err("both Content-Length and Transfer-Encoding".into());
     }
-    Ok(())
+    Ok(length)
 }
 
 #[cfg(test)]

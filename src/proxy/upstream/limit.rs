@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::h1::PlainBody;
 use super::UpstreamError;
+use crate::proxy::body::BodyError;
 
 /// One semaphore per upstream `host:port`.
 #[derive(Clone)]
@@ -77,9 +78,6 @@ enum Source {
     Plain(PlainBody),
 }
 
-/// Why an upstream body ended early.
-pub type UpstreamBodyError = Box<dyn std::error::Error + Send + Sync>;
-
 impl UpstreamIncoming {
     /// Wraps `body`, keeping `slot` taken while it lives.
     pub fn new(body: Incoming, slot: Option<OwnedSemaphorePermit>) -> Self {
@@ -94,12 +92,12 @@ impl UpstreamIncoming {
 
 impl Body for UpstreamIncoming {
     type Data = Bytes;
-    type Error = UpstreamBodyError;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamBodyError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match &mut self.body {
             Source::Hyper(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|r| r.map_err(Into::into))),
             Source::Plain(b) => Pin::new(b).poll_frame(cx).map(|f| f.map(|r| r.map_err(Into::into))),

@@ -185,31 +185,19 @@ impl Upstream {
     ) -> Result<Response<UpstreamIncoming>, UpstreamError> {
         let permit = self.limits.acquire(target, self.timeouts.connect).await?;
         let started = std::time::Instant::now();
-        if PlainClient::handles(&req) {
-            let sent = self.send_plain(&req, target).await;
-            crate::metrics::global().upstream_sent(started.elapsed(), sent.is_ok());
-            return Ok(sent?.map(|body| UpstreamIncoming::plain(body, permit)));
-        }
-        let sent = self.send_retrying(req, target).await;
+        let sent = if PlainClient::handles(&req) {
+            // Bodiless GET or HEAD over plain HTTP: the lean client (always retryable).
+            let again = || self.plain_once(&req, target);
+            let sent = retry_once(target, self.plain_once(&req, target), Some(again)).await;
+            sent.map(|resp| resp.map(|body| UpstreamIncoming::plain(body, permit)))
+        } else {
+            let again = retryable(&req).then(|| copy_head(&req));
+            let again = again.map(|req| move || self.send_once(req, target));
+            let sent = retry_once(target, self.send_once(req, target), again).await;
+            sent.map(|resp| resp.map(|body| UpstreamIncoming::new(body, permit)))
+        };
         crate::metrics::global().upstream_sent(started.elapsed(), sent.is_ok());
-        let resp = sent?;
-        Ok(resp.map(|body| UpstreamIncoming::new(body, permit)))
-    }
-
-    /// A bodiless GET or HEAD over plain HTTP, on the lean client; retried once like the
-    /// others when a pooled connection turns out closed.
-    async fn send_plain(
-        &self,
-        req: &Request<UpstreamBody>,
-        target: &str,
-    ) -> Result<Response<h1::PlainBody>, UpstreamError> {
-        match self.plain_once(req, target).await {
-            Err((_, true)) => {
-                tracing::debug!(%target, "pooled connection closed by the upstream: retrying once");
-                self.plain_once(req, target).await.map_err(|(e, _)| e)
-            }
-            other => other.map_err(|(e, _)| e),
-        }
+        sent
     }
 
     /// One attempt; the flag says whether the connection closed before any response.
@@ -239,24 +227,6 @@ impl Upstream {
         }
     }
 
-    async fn send_retrying(
-        &self,
-        req: Request<UpstreamBody>,
-        target: &str,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let retry = retryable(&req).then(|| copy_head(&req));
-        match self.send_once(req, target).await {
-            Err((e, true)) => match retry {
-                Some(again) => {
-                    tracing::debug!(%target, "pooled connection closed by the upstream: retrying once");
-                    self.send_once(again, target).await.map_err(|(e, _)| e)
-                }
-                None => Err(e),
-            },
-            other => other.map_err(|(e, _)| e),
-        }
-    }
-
     /// One attempt; the flag says whether the connection closed before any response.
     async fn send_once(
         &self,
@@ -270,7 +240,7 @@ impl Upstream {
                 false,
             )),
             Ok(Ok(resp)) => match check_upstream_head(resp.headers()) {
-                Ok(()) => Ok(resp),
+                Ok(_) => Ok(resp),
                 Err(reason) => Err((UpstreamError::Protocol { target: target.to_string(), reason }, false)),
             },
             Ok(Err(e)) if caused_by::<http_body_util::LengthLimitError>(&e) => {
@@ -295,6 +265,26 @@ impl Upstream {
                 Err((UpstreamError::Protocol { target: target.to_string(), reason: root_cause(&e) }, closed))
             }
         }
+    }
+}
+
+/// Awaits `first`; when it failed because a pooled connection was closed before any response,
+/// runs `again` (if the request may be sent twice) and returns that instead. This is the one
+/// retry RFC 9110 §9.2.2 allows an idempotent request.
+async fn retry_once<T, Fut>(
+    target: &str,
+    first: Fut,
+    again: Option<impl FnOnce() -> Fut>,
+) -> Result<T, UpstreamError>
+where
+    Fut: std::future::Future<Output = Result<T, (UpstreamError, bool)>>,
+{
+    match (first.await, again) {
+        (Err((_, true)), Some(again)) => {
+            tracing::debug!(%target, "pooled connection closed by the upstream: retrying once");
+            again().await.map_err(|(e, _)| e)
+        }
+        (other, _) => other.map_err(|(e, _)| e),
     }
 }
 

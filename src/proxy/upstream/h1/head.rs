@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 
 use super::body::Framing;
 use super::{Conn, Failure};
-use crate::proxy::guard::request::content_length;
+use crate::proxy::guard::request::transfer_codings;
 use crate::proxy::guard::response::check_upstream_head;
 
 /// Fields accepted in a response head (hyper's default).
@@ -149,33 +149,21 @@ fn parse(buf: &mut BytesMut) -> Result<Option<Parsed>, Failure> {
 /// How the body is framed (RFC 9112 §6.3) and whether the connection stays usable.
 fn finish(head: Parsed, method: &Method) -> Result<ResponseHead, Failure> {
     let Parsed { status, version, headers } = head;
-    check_upstream_head(&headers).map_err(|reason| Failure::protocol(&reason))?;
+    let length = check_upstream_head(&headers).map_err(|reason| Failure::protocol(&reason))?;
     let bodiless =
         *method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
     let framing = if bodiless {
         Framing::Length(0)
     } else if headers.contains_key(header::TRANSFER_ENCODING) {
-        if last_coding_is_chunked(&headers) {
-            Framing::Chunked
-        } else {
-            Framing::Close
+        match transfer_codings(&headers).last().map(String::as_str) {
+            Some("chunked") => Framing::Chunked,
+            _ => Framing::Close,
         }
     } else {
-        match content_length(&headers) {
-            Ok(Some(n)) => Framing::Length(n),
-            Ok(None) => Framing::Close,
-            Err(r) => return Err(Failure::protocol(&r.reason)),
-        }
+        length.map_or(Framing::Close, Framing::Length)
     };
     let reusable = version == Version::HTTP_11 && !closes(&headers) && !matches!(framing, Framing::Close);
     Ok(ResponseHead { status, version, headers, framing, reusable })
-}
-
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    let last = headers.get_all(header::TRANSFER_ENCODING).iter().next_back();
-    last.and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
 }
 
 /// Whether `Connection` says `close`.

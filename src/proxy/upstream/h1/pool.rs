@@ -69,15 +69,17 @@ impl Pool {
             conn.buf = BytesMut::new();
         }
         let idle = Idle { conn, since: Instant::now() };
-        let mut hosts = self.inner.idle.lock();
-        let list = match hosts.get_mut(host) {
-            Some(list) => list,
-            None => hosts.entry(host.to_string()).or_default(),
+        let oldest = {
+            let mut hosts = self.inner.idle.lock();
+            let list = match hosts.get_mut(host) {
+                Some(list) => list,
+                None => hosts.entry(host.to_string()).or_default(),
+            };
+            let oldest = (list.len() >= self.inner.max_per_host).then(|| list.remove(0));
+            list.push(idle);
+            oldest
         };
-        if list.len() >= self.inner.max_per_host {
-            list.remove(0);
-        }
-        list.push(idle);
+        drop(oldest); // closed outside the lock
     }
 
     #[cfg(test)]
