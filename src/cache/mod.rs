@@ -380,10 +380,10 @@ impl Cache {
     }
 
     /// Drops an entry whose body failed its checksum while streaming: logged and counted.
-    pub async fn drop_corrupt(&self, key: &CacheKey) {
-        self.memory.remove(key.hash());
+    pub async fn drop_corrupt(&self, hash: &key::KeyHash) {
+        self.memory.remove(hash);
         if let Some(disk) = self.disk.clone() {
-            let hash = *key.hash();
+            let hash = *hash;
             let _ = tokio::task::spawn_blocking(move || disk.drop_corrupt(&hash, &"body checksum mismatch"))
                 .await;
         }

@@ -15,10 +15,9 @@ pub(super) fn is_purge(req: &Request<Incoming>) -> bool {
 }
 
 /// Answers a PURGE.
-pub(super) async fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<ProxyBody> {
-    let client = req.extensions().get::<ClientInfo>().copied();
+pub(super) async fn handle(proxy: &Proxy, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
     let settings = proxy.settings();
-    let allowed = client.is_some_and(|c| settings.purge_allow.iter().any(|n| n.contains(c.addr.ip())));
+    let allowed = settings.purge_allow.iter().any(|n| n.contains(client.addr.ip()));
     if !allowed {
         return json(
             StatusCode::FORBIDDEN,
@@ -26,7 +25,7 @@ pub(super) async fn handle(proxy: &Proxy, req: Request<Incoming>) -> Response<Pr
         );
     }
     let host = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
-    let tls = client.is_some_and(|c| c.tls);
+    let tls = client.tls;
     let (_, routed) = route_request(req.method(), req.version(), req.uri(), host, tls, &settings.routing);
     let Route::Target(target) = routed else {
         return json(

@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::body::{BodyError, ProxyBody};
-use super::headers::{CACHE_STATUS, X_CACHE};
+use super::headers::{is_number, number, CACHE_STATUS, X_CACHE};
 use super::range::{self, ByteRange, RangeDecision};
 use crate::cache::fill::Fill;
 use crate::cache::meta::StoredHead;
@@ -83,7 +83,16 @@ pub struct CacheStatus {
 impl CacheStatus {
     pub(super) fn render(&self, name: &str) -> HeaderValue {
         // push_str and itoa, not format!: every response from the cache carries this field.
-        let mut s = String::with_capacity(name.len() + 48);
+        // The text is built in a reused buffer, so the value's own copy is the one allocation.
+        thread_local!(static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) });
+        TEXT.with_borrow_mut(|s| {
+            s.clear();
+            self.write(name, s);
+            HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
+        })
+    }
+
+    fn write(&self, name: &str, s: &mut String) {
         s.push_str(name);
         match self.fwd {
             None => s.push_str("; hit"),
@@ -110,7 +119,6 @@ impl CacheStatus {
             s.push_str("; detail=");
             s.push_str(d);
         }
-        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("httpcache-proxy"))
     }
 }
 
@@ -157,7 +165,10 @@ impl Reply<'_> {
         } else {
             *h = head.headers.clone();
             if let Some(len) = body_len {
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                // The stored field is usually right already: no new value to allocate.
+                if !h.get(header::CONTENT_LENGTH).is_some_and(|v| is_number(v, len)) {
+                    h.insert(header::CONTENT_LENGTH, number(len));
+                }
             }
         }
         let h = resp.headers_mut();
@@ -165,7 +176,7 @@ impl Reply<'_> {
             h.remove(t);
         }
         if let Some(age) = self.age {
-            h.insert(header::AGE, HeaderValue::from(age.as_secs()));
+            h.insert(header::AGE, number(age.as_secs()));
         }
         h.insert(X_CACHE.clone(), HeaderValue::from_static(self.result.x_cache()));
         h.insert(CACHE_STATUS.clone(), self.status.render(self.cache_name));
@@ -213,7 +224,7 @@ impl Reply<'_> {
                     *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
                     let h = resp.headers_mut();
                     h.insert(header::CONTENT_TYPE, content_type);
-                    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                    h.insert(header::CONTENT_LENGTH, number(body.len() as u64));
                     *resp.body_mut() = ProxyBody::full(body);
                 }
                 // Several parts of a large entry: the whole body instead (RFC 9110 §14.2 allows
@@ -301,7 +312,7 @@ fn partial(resp: &mut Response<ProxyBody>, r: ByteRange, len: u64) {
     *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_RANGE, range::content_range(r, len));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
+    h.insert(header::CONTENT_LENGTH, number(r.len()));
 }
 
 /// Turns `resp` into a 416 (RFC 9110 §15.5.17).
@@ -309,7 +320,7 @@ fn unsatisfiable(resp: &mut Response<ProxyBody>, len: u64) {
     *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
     let h = resp.headers_mut();
     h.insert(header::CONTENT_RANGE, range::unsatisfied_range(len));
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    h.insert(header::CONTENT_LENGTH, number(0));
     *resp.body_mut() = ProxyBody::empty();
 }
 

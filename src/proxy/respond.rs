@@ -26,11 +26,12 @@ pub fn home_page() -> Response<ProxyBody> {
 }
 
 fn text_response(status: StatusCode, text: String, content_type: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(text.clone()));
+    let len = text.len() as u64;
+    let mut resp = Response::new(ProxyBody::full(text));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(CONTENT_LENGTH, HeaderValue::from(text.len()));
+    h.insert(CONTENT_LENGTH, super::headers::number(len));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
 }

@@ -62,7 +62,8 @@ pub struct ProxySettings {
     pub targets: crate::access::SharedTargets,
 }
 
-/// Who sent a request: the server puts this in each request's extensions.
+/// Who sent a request: the server passes it with each request (an argument, not an
+/// extension: extensions cost three allocations per request).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientInfo {
     /// The peer address.
@@ -105,16 +106,12 @@ impl Proxy {
     }
 
     /// Handles one request and logs it.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: ClientInfo) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
-        let pending = self
-            .settings
-            .access_log
-            .as_ref()
-            .map(|log| log.begin(&req, req.extensions().get::<ClientInfo>().map(|c| c.addr.ip())));
-        let (mut resp, result, mode) = self.dispatch(req).await;
+        let pending = self.settings.access_log.as_ref().map(|log| log.begin(&req, Some(client.addr.ip())));
+        let (mut resp, result, mode) = self.dispatch(req, client).await;
         if !matches!(result, CacheResult::Local | CacheResult::Tunnel) {
             headers::append_via(resp.headers_mut(), &self.settings.via);
         }
@@ -147,7 +144,11 @@ impl Proxy {
         resp
     }
 
-    async fn dispatch(self: &Arc<Self>, req: Request<Incoming>) -> (Response<ProxyBody>, CacheResult, Mode) {
+    async fn dispatch(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client: ClientInfo,
+    ) -> (Response<ProxyBody>, CacheResult, Mode) {
         let local = |status, msg: &str| (respond::error(status, msg), CacheResult::Local);
         let mode_of = |req: &Request<Incoming>| {
             if req.method() == Method::CONNECT {
@@ -170,13 +171,12 @@ impl Proxy {
         }
         if super::purge::is_purge(&req) {
             let mode = mode_of(&req);
-            return (super::purge::handle(self, req).await, CacheResult::Local, mode);
+            return (super::purge::handle(self, req, client).await, CacheResult::Local, mode);
         }
         if req.method() == Method::CONNECT {
             return (tunnel::open(&self.settings.tunnel, req).await, CacheResult::Tunnel, Mode::Connect);
         }
-        let client = req.extensions().get::<ClientInfo>().copied();
-        let tls = client.is_some_and(|c| c.tls);
+        let tls = client.tls;
         let host_field = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
         let (mode, routed) =
             route_request(req.method(), req.version(), req.uri(), host_field, tls, &self.settings.routing);
@@ -196,9 +196,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         if mode == Mode::Reverse {
             let host = parts.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            if let Some(c) = client {
-                headers::add_forwarding(&mut parts.headers, c.addr.ip(), c.tls, host.as_deref());
-            }
+            headers::add_forwarding(&mut parts.headers, client.addr.ip(), client.tls, host.as_deref());
         }
         let body = match guard::body::prepare(body, self.settings.guard.load().max_request_body).await {
             Ok(body) => body,
@@ -252,8 +250,7 @@ impl Proxy {
         primary: &CacheKey,
         req_cc: &CacheControl,
     ) -> Option<(Response<ProxyBody>, CacheResult)> {
-        let (cache, ask, primary) = (cache.clone(), ask, primary.clone());
-        let Lookup { key, hit, marker } = cache.lookup(&primary, &ask.headers).await;
+        let Lookup { key, hit, marker } = cache.lookup(primary, &ask.headers).await;
         // Why the request goes forward (RFC 9211 fwd): no entry, a stale one, or one the
         // request's own directives would not accept.
         let mut reason = if marker.is_some() && hit.is_none() { "vary-miss" } else { "uri-miss" };
@@ -263,16 +260,16 @@ impl Proxy {
                 let a = self.settings.assess(&hit.head, SystemTime::now());
                 match policy::reuse_decision(req_cc, &a.directives, &a.lifetime, a.age) {
                     Reuse::Fresh => {
-                        let resp = self.serve_assessed(ask, &cache, &key, hit, CacheResult::Hit, None, &a);
+                        let resp = self.serve_assessed(ask, cache, &key, hit, CacheResult::Hit, None, &a);
                         return Some((resp, CacheResult::Hit));
                     }
                     Reuse::ServeStale => {
-                        let resp = self.serve_assessed(ask, &cache, &key, hit, CacheResult::Stale, None, &a);
+                        let resp = self.serve_assessed(ask, cache, &key, hit, CacheResult::Stale, None, &a);
                         return Some((resp, CacheResult::Stale));
                     }
                     Reuse::ServeStaleWhileRevalidate => {
-                        self.refresh_in_background(&cache, &primary, &key, marker, ask);
-                        let resp = self.serve_assessed(ask, &cache, &key, hit, CacheResult::Stale, None, &a);
+                        self.refresh_in_background(cache, primary, &key, marker, ask);
+                        let resp = self.serve_assessed(ask, cache, &key, hit, CacheResult::Stale, None, &a);
                         return Some((resp, CacheResult::Stale));
                     }
                     Reuse::Revalidate => {
@@ -293,9 +290,9 @@ impl Proxy {
             return Some(Fetch::new(self, ask).pass(None, "uri-miss").await);
         }
         if stale.is_none() && cache.pass_marks().is_marked(primary.hash(), Instant::now()) {
-            return Some(self.pass_marked(&cache, ask, &primary).await);
+            return Some(self.pass_marked(cache, ask, primary).await);
         }
-        let mut target = FillTarget { primary, key, marker, reason, lease: None };
+        let mut target = FillTarget { primary: primary.clone(), key, marker, reason, lease: None };
         match cache.join(&target.key) {
             Joined::Leader(guard) => {
                 // Unless the request itself refused the stored response, another proxy's
@@ -309,9 +306,9 @@ impl Proxy {
                         BeforeFetch::Fetch(lease) => target.lease = lease,
                     }
                 }
-                Some(Fetch::new(self, ask).fill(&cache, &target, guard, stale).await)
+                Some(Fetch::new(self, ask).fill(cache, &target, guard, stale).await)
             }
-            Joined::Follower(rx) => self.follow(ask, &cache, &target, rx).await,
+            Joined::Follower(rx) => self.follow(ask, cache, &target, rx).await,
         }
     }
 
@@ -382,9 +379,9 @@ impl Proxy {
             },
             age: Some(age),
         };
-        let (cache, key) = (cache.clone(), key.clone());
+        let (cache, hash) = (cache.clone(), *key.hash());
         reply.stored(hit, move || {
-            tokio::spawn(async move { cache.drop_corrupt(&key).await });
+            tokio::spawn(async move { cache.drop_corrupt(&hash).await });
         })
     }
 

@@ -3,6 +3,7 @@
 //! cleartext). On shutdown it stops accepting, lets in-flight requests finish within a grace
 //! period, and closes idle keep-alive connections.
 
+mod read_ahead;
 mod refuse;
 pub mod tls;
 
@@ -81,7 +82,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let _counted = counted;
                     match tls {
-                        None => connection(stream, peer, false, proxy, &builder, stop).await,
+                        None => connection(read_ahead::ReadAhead::new(stream), peer, false, proxy, &builder, stop).await,
                         Some(acceptor) => {
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => connection(stream, peer, true, proxy, &builder, stop).await,
@@ -137,10 +138,9 @@ async fn connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ClientInfo { addr: peer, tls };
-    let service = service_fn(move |mut req| {
+    let service = service_fn(move |req| {
         let proxy = proxy.clone();
-        req.extensions_mut().insert(client);
-        async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);

@@ -17,7 +17,7 @@ pub fn route(path_and_query: &str, default_port: u16) -> Route {
     } else {
         (Scheme::Http, rest, default_port, "")
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let end = rest.bytes().position(|b| b == b'/' || b == b'?').unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     if authority.is_empty() {
         return if prefix.is_empty() {
