@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::fill::Fill;
 use super::key::KeyHash;
@@ -28,12 +28,50 @@ pub enum Phase {
     Failed(http::StatusCode, Arc<str>),
 }
 
-type Slot = Arc<watch::Sender<Phase>>;
+/// One fetch in flight: the leader's verdict, as its followers read it. A mutex and one
+/// `Notify` rather than a watch channel, whose sends and drop each wake through eight: this
+/// is set up and torn down on every miss.
+pub struct Slot {
+    phase: Mutex<Phase>,
+    changed: Notify,
+}
 
-/// The table of in-flight fetches.
+impl Slot {
+    fn new() -> Self {
+        Self { phase: Mutex::new(Phase::Waiting), changed: Notify::new() }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase.lock().clone()
+    }
+
+    /// Waits for the leader's verdict: the first phase after `Waiting`.
+    pub async fn verdict(&self) -> Phase {
+        loop {
+            // Registered before the phase is read, so a verdict set in between still wakes it.
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            let phase = self.phase();
+            if !matches!(phase, Phase::Waiting) {
+                return phase;
+            }
+            changed.await;
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        *self.phase.lock() = phase;
+        self.changed.notify_waiters();
+    }
+}
+
+/// The table of in-flight fetches. foldhash, seeded per process, instead of SipHash: the
+/// table is read and written several times per miss.
 #[derive(Default)]
 pub struct Coalescer {
-    slots: Mutex<HashMap<KeyHash, Slot>>,
+    slots: Mutex<HashMap<KeyHash, Arc<Slot>, foldhash::fast::RandomState>>,
 }
 
 /// The outcome of [`Coalescer::join`].
@@ -41,7 +79,7 @@ pub enum Joined {
     /// This request fetches; it must report through the guard.
     Leader(LeaderGuard),
     /// Another request is fetching; wait on this.
-    Follower(watch::Receiver<Phase>),
+    Follower(Arc<Slot>),
 }
 
 impl Coalescer {
@@ -49,16 +87,16 @@ impl Coalescer {
     pub fn join(self: &Arc<Self>, hash: KeyHash) -> Joined {
         let mut slots = self.slots.lock();
         if let Some(slot) = slots.get(&hash) {
-            let joinable = match &*slot.borrow() {
+            let joinable = match &*slot.phase.lock() {
                 Phase::Waiting => true,
                 Phase::Ready(fill) => fill.joinable(),
                 _ => false,
             };
             if joinable {
-                return Joined::Follower(slot.subscribe());
+                return Joined::Follower(slot.clone());
             }
         }
-        let slot = Arc::new(watch::Sender::new(Phase::Waiting));
+        let slot = Arc::new(Slot::new());
         slots.insert(hash, slot.clone());
         Joined::Leader(LeaderGuard { table: self.clone(), hash, slot, done: false })
     }
@@ -74,7 +112,7 @@ impl Coalescer {
 pub struct LeaderGuard {
     table: Arc<Coalescer>,
     hash: KeyHash,
-    slot: Slot,
+    slot: Arc<Slot>,
     done: bool,
 }
 
@@ -82,7 +120,7 @@ impl LeaderGuard {
     /// Publishes the fill; the slot stays registered (late requests join it) until
     /// [`LeaderGuard::complete`] or drop.
     pub fn ready(&self, fill: Arc<Fill>) {
-        self.slot.send_replace(Phase::Ready(fill));
+        self.slot.set(Phase::Ready(fill));
     }
 
     /// Releases followers to fetch for themselves.
@@ -108,7 +146,7 @@ impl LeaderGuard {
 
     fn finish(&mut self, phase: Phase) {
         self.unregister();
-        self.slot.send_replace(phase);
+        self.slot.set(phase);
         self.done = true;
     }
 
@@ -123,10 +161,10 @@ impl LeaderGuard {
 impl Drop for LeaderGuard {
     fn drop(&mut self) {
         if !self.done {
-            let released = !matches!(&*self.slot.borrow(), Phase::Ready(_));
+            let released = !matches!(&*self.slot.phase.lock(), Phase::Ready(_));
             self.unregister();
             if released {
-                self.slot.send_replace(Phase::NotShared);
+                self.slot.set(Phase::NotShared);
             }
         }
     }
@@ -143,7 +181,7 @@ mod tests {
         let Joined::Follower(rx) = table.join([1; 32]) else { panic!("second follows") };
         assert!(matches!(table.join([2; 32]), Joined::Leader(_)));
         drop(leader);
-        assert!(matches!(&*rx.borrow(), Phase::NotShared));
+        assert!(matches!(rx.phase(), Phase::NotShared));
         assert_eq!(table.in_flight(), 0);
     }
 
@@ -153,6 +191,6 @@ mod tests {
         let Joined::Leader(leader) = table.join([1; 32]) else { panic!() };
         let Joined::Follower(rx) = table.join([1; 32]) else { panic!() };
         leader.failed(http::StatusCode::BAD_GATEWAY, "down".into());
-        assert!(matches!(&*rx.borrow(), Phase::Failed(s, _) if s.as_u16() == 502));
+        assert!(matches!(rx.phase(), Phase::Failed(s, _) if s.as_u16() == 502));
     }
 }

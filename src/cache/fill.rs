@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::meta::StoredHead;
 
@@ -46,7 +46,9 @@ pub struct Fill {
     head: Arc<StoredHead>,
     retain_limit: u64,
     state: Mutex<FillState>,
-    version: watch::Sender<u64>,
+    /// Wakes readers waiting for more. One `Notify`, not a watch channel: a watch wakes
+    /// through eight of them, and every push of every fill bumps it.
+    changed: Notify,
 }
 
 impl Fill {
@@ -64,7 +66,7 @@ impl Fill {
                 file_failed: false,
                 outcome: None,
             }),
-            version: watch::Sender::new(0),
+            changed: Notify::new(),
         }
     }
 
@@ -86,7 +88,7 @@ impl Fill {
 
     /// A reader positioned at the first body byte.
     pub fn reader(self: &Arc<Self>) -> FillReader {
-        FillReader { fill: self.clone(), pos: 0, chunk: 0, version: self.version.subscribe() }
+        FillReader { fill: self.clone(), pos: 0, chunk: 0 }
     }
 
     /// Appends a chunk received from upstream.
@@ -133,7 +135,7 @@ impl Fill {
     }
 
     fn bump(&self) {
-        self.version.send_modify(|v| *v += 1);
+        self.changed.notify_waiters();
     }
 }
 
@@ -167,14 +169,16 @@ pub struct FillReader {
     fill: Arc<Fill>,
     pos: u64,
     chunk: usize,
-    version: watch::Receiver<u64>,
 }
 
 impl FillReader {
     /// The next piece of body; `None` at the end of a complete body.
     pub async fn next(&mut self) -> Option<Result<Bytes, FillError>> {
         loop {
-            self.version.borrow_and_update();
+            // Registered before the state is read, so a bump between the two still wakes it.
+            let changed = self.fill.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
             match self.step() {
                 Step::Chunk(b) => {
                     self.pos += b.len() as u64;
@@ -197,11 +201,7 @@ impl FillReader {
                 }
                 Step::Done => return None,
                 Step::Fail(e) => return Some(Err(e)),
-                Step::Wait => {
-                    if self.version.changed().await.is_err() {
-                        return Some(Err(FillError::Storage));
-                    }
-                }
+                Step::Wait => changed.await,
             }
         }
     }

@@ -46,27 +46,27 @@ pub fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// A copy of `headers` whose values own their bytes. Values parsed by hyper are slices of its
-/// read buffer; storing them as they are would keep that whole buffer alive per entry. The
-/// values are copied into one buffer (one allocation per head, not one per field: this runs
-/// on every miss).
-pub fn owned_headers(headers: &HeaderMap) -> HeaderMap {
+/// `headers` with values that own their bytes. Values parsed from a connection are slices of
+/// its read buffer; storing them as they are would keep that whole buffer alive per entry.
+/// The values are copied into one buffer (one allocation per head, not one per field: this
+/// runs on every miss) and replaced in place, so the map is not built again.
+pub fn owned_headers(mut headers: HeaderMap) -> HeaderMap {
     let total = headers.values().map(|v| v.len()).sum();
     let mut all = bytes::BytesMut::with_capacity(total);
     for value in headers.values() {
         all.extend_from_slice(value.as_bytes());
     }
     let all = all.freeze();
-    let mut out = HeaderMap::with_capacity(headers.len());
     let mut at = 0;
-    for (name, value) in headers {
+    for value in headers.values_mut() {
         let own = all.slice(at..at + value.len());
         at += value.len();
-        let mut v = http::HeaderValue::from_maybe_shared(own).unwrap_or_else(|_| value.clone());
-        v.set_sensitive(value.is_sensitive());
-        out.append(name.clone(), v);
+        if let Ok(mut v) = http::HeaderValue::from_maybe_shared(own) {
+            v.set_sensitive(value.is_sensitive());
+            *value = v;
+        }
     }
-    out
+    headers
 }
 
 #[cfg(test)]
@@ -83,8 +83,12 @@ mod tests {
         secret.set_sensitive(true);
         h.append("authorization", secret);
         h.append("x-empty", http::HeaderValue::from_static(""));
-        let owned = owned_headers(&h);
+        let owned = owned_headers(h.clone());
         assert_eq!(owned, h);
+        let shared = |v: &http::HeaderValue| v.as_bytes().as_ptr();
+        let firsts: Vec<_> = owned.values().map(shared).collect();
+        assert!(firsts.windows(2).all(|w| w[0] <= w[1]), "values share one buffer, in order");
+        assert!(h.values().map(shared).zip(&firsts).all(|(old, new)| old != *new), "values were copied");
         let cookies: Vec<_> = owned.get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
         assert!(owned["authorization"].is_sensitive());

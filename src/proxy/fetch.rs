@@ -155,7 +155,7 @@ impl<'a> Fetch<'a> {
             kind: crate::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
             status: parts.status,
-            headers: crate::cache::meta::owned_headers(&parts.headers),
+            headers: crate::cache::meta::owned_headers(std::mem::take(&mut parts.headers)),
             request_time,
             response_time,
         };
@@ -185,7 +185,7 @@ impl<'a> Fetch<'a> {
             kind: crate::cache::meta::EntryKind::Response,
             key: key.url().to_string(),
             status: stale.head.status,
-            headers: crate::cache::meta::owned_headers(&policy::merge_304(&stale.head.headers, not_modified)),
+            headers: crate::cache::meta::owned_headers(policy::merge_304(&stale.head.headers, not_modified)),
             request_time,
             response_time,
         });
@@ -249,7 +249,9 @@ impl<'a> Fetch<'a> {
             }
             _ => target.primary.clone(),
         };
-        head.key = key.url().to_string();
+        if head.key != key.url() {
+            head.key = key.url().to_string(); // a variant's key
+        }
         let key = &key;
         let expected_len = content_length(&head.headers);
         let head = Arc::new(head);

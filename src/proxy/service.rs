@@ -7,7 +7,6 @@ use std::time::{Instant, SystemTime};
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokio::sync::watch;
 
 use super::assess::Assessed;
 use super::body::ProxyBody;
@@ -21,7 +20,7 @@ use super::route::{route_request, Mode, Route, Routing, Target};
 use super::tunnel::{self, TunnelSettings};
 use super::upstream::Upstream;
 use crate::access_log::AccessLog;
-use crate::cache::coalesce::{Joined, Phase};
+use crate::cache::coalesce::{Joined, Phase, Slot};
 use crate::cache::fill::Fill;
 use crate::cache::key::CacheKey;
 use crate::cache::policy::rules::Rules;
@@ -391,17 +390,12 @@ impl Proxy {
         ask: &Ask,
         cache: &Arc<Cache>,
         target: &FillTarget,
-        mut rx: watch::Receiver<Phase>,
+        slot: Arc<Slot>,
     ) -> Option<(Response<ProxyBody>, CacheResult)> {
         let key = &target.key;
         loop {
-            let phase = rx.borrow_and_update().clone();
-            match phase {
-                Phase::Waiting => {
-                    if rx.changed().await.is_err() {
-                        return None;
-                    }
-                }
+            match slot.verdict().await {
+                Phase::Waiting => continue, // never a verdict
                 Phase::Ready(fill)
                     if fill.joinable() && selects(&target.primary, key, &fill, &ask.headers) =>
                 {

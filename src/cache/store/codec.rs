@@ -41,7 +41,13 @@ pub enum DecodeError {
 
 /// Encodes the prefix, head and head checksum: everything that precedes the body.
 pub fn encode_head(head: &StoredHead) -> Vec<u8> {
-    let mut h = Vec::with_capacity(256);
+    // One buffer of the exact size (this runs on every store): the prefix is filled in once
+    // the head's length is known.
+    let fields: usize = head.headers.iter().map(|(n, v)| 8 + n.as_str().len() + v.len()).sum();
+    let head_len = 4 + head.key.len() + 9 + 2 + 8 + 8 + 4 + fields;
+    let mut h = Vec::with_capacity(PREFIX_LEN as usize + head_len + 4);
+    h.extend_from_slice(MAGIC);
+    h.extend_from_slice(&[0; 4]);
     put_bytes(&mut h, head.key.as_bytes());
     match head.kind {
         EntryKind::Response => h.push(0),
@@ -58,12 +64,11 @@ pub fn encode_head(head: &StoredHead) -> Vec<u8> {
         put_bytes(&mut h, name.as_str().as_bytes());
         put_bytes(&mut h, value.as_bytes());
     }
-    let mut out = Vec::with_capacity(h.len() + 12);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&crc32fast::hash(&h).to_le_bytes());
-    out
+    let written = &h[PREFIX_LEN as usize..];
+    let (len, crc) = ((written.len() as u32).to_le_bytes(), crc32fast::hash(written).to_le_bytes());
+    h[4..PREFIX_LEN as usize].copy_from_slice(&len);
+    h.extend_from_slice(&crc);
+    h
 }
 
 /// Encodes the trailer that follows a body of `body_len` bytes with checksum `body_crc`.

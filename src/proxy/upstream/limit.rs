@@ -22,7 +22,7 @@ use crate::proxy::body::BodyError;
 #[derive(Clone)]
 pub struct HostLimits {
     per_host: usize,
-    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>, foldhash::fast::RandomState>>>,
 }
 
 impl HostLimits {

@@ -22,7 +22,7 @@ pub struct Pool {
 }
 
 struct Inner {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<HashMap<String, Vec<Idle>, foldhash::fast::RandomState>>,
     max_per_host: usize,
     timeout: Duration,
 }
