@@ -185,6 +185,21 @@ mod tests {
         assert_eq!(table.in_flight(), 0);
     }
 
+    #[tokio::test]
+    async fn a_waiting_follower_is_woken_by_the_verdict() {
+        let table = Arc::new(Coalescer::default());
+        let Joined::Leader(leader) = table.join([1; 32]) else { panic!() };
+        let Joined::Follower(slot) = table.join([1; 32]) else { panic!() };
+        let follower = tokio::spawn(async move { slot.verdict().await });
+        for _ in 0..3 {
+            tokio::task::yield_now().await; // the follower runs until it waits
+        }
+        assert!(!follower.is_finished());
+        leader.not_shared();
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), follower).await;
+        assert!(matches!(woken.expect("the follower was woken").unwrap(), Phase::NotShared));
+    }
+
     #[test]
     fn failure_is_broadcast() {
         let table = Arc::new(Coalescer::default());

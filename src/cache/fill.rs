@@ -269,6 +269,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reader_waiting_for_more_is_woken_by_each_push() {
+        let fill = Arc::new(Fill::new(head(), 1 << 20, None));
+        let reader = tokio::spawn(read_all(fill.reader()));
+        for part in [&b"slow "[..], b"body"] {
+            for _ in 0..3 {
+                tokio::task::yield_now().await; // the reader runs until it waits
+            }
+            assert!(!reader.is_finished());
+            fill.push(Bytes::from_static(part));
+        }
+        tokio::task::yield_now().await;
+        fill.finish(Ok(()));
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await;
+        assert_eq!(woken.expect("the reader was woken").unwrap().unwrap(), b"slow body");
+    }
+
+    #[tokio::test]
     async fn failure_reaches_readers() {
         let fill = Arc::new(Fill::new(head(), 1 << 20, None));
         let r = tokio::spawn(read_all(fill.reader()));
