@@ -294,6 +294,11 @@ async fn slow_request_heads_and_idle_keep_alive_connections_are_closed() {
     let (answer, took) = until_closed(&mut slow).await;
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
     assert!(!answer.contains(" 200 "), "{answer}");
+    // A client that connects and sends nothing at all: closed after the same deadline.
+    let mut silent = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+    let (answer, took) = until_closed(&mut silent).await;
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(5), "closed after {took:?}");
+    assert!(answer.is_empty(), "{answer}");
     // Idle keep-alive: closed after the same timeout once the answer is sent.
     let mut idle = admitted_connection(proxy.port, origin.port()).await;
     let (rest, took) = until_closed(&mut idle).await;

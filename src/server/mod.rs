@@ -1,7 +1,7 @@
 //! The listener: accepts connections (terminating TLS when configured), serves HTTP/1.1 with
 //! keep-alive and upgrades (CONNECT), and HTTP/2 (ALPN over TLS, or prior knowledge on
-//! cleartext). On shutdown it stops accepting, lets in-flight requests finish within a grace
-//! period, and closes idle keep-alive connections.
+//! cleartext), as the client's first bytes say. On shutdown it stops accepting, lets in-flight
+//! requests finish within a grace period, and closes idle keep-alive connections.
 
 mod read_ahead;
 mod refuse;
@@ -10,13 +10,14 @@ pub mod tls;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -24,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::access::{Admission, ClientGate};
 use crate::proxy::{ClientInfo, Proxy};
+use read_ahead::{Protocol, ReadAhead};
 
 /// Settings of the listener.
 #[derive(Clone)]
@@ -52,7 +54,7 @@ pub async fn serve(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
-    let builder = Arc::new(http_builder(&settings));
+    let protocols = Arc::new(Protocols::new(&settings));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -75,17 +77,17 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let (proxy, builder, stop, open) = (proxy.clone(), builder.clone(), stop_rx.clone(), open.clone());
+                let (proxy, protocols, stop, open) = (proxy.clone(), protocols.clone(), stop_rx.clone(), open.clone());
                 let (tls, handshake_timeout) = (settings.tls.clone(), settings.header_timeout);
                 open.fetch_add(1, Ordering::Relaxed);
                 let counted = crate::metrics::ConnectionGuard::open();
                 tokio::spawn(async move {
                     let _counted = counted;
                     match tls {
-                        None => connection(read_ahead::ReadAhead::new(stream), peer, false, proxy, &builder, stop).await,
+                        None => connection(stream, peer, false, proxy, &protocols, stop).await,
                         Some(acceptor) => {
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => connection(stream, peer, true, proxy, &builder, stop).await,
+                                Ok(Ok(stream)) => connection(stream, peer, true, proxy, &protocols, stop).await,
                                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                             }
@@ -111,19 +113,28 @@ pub async fn serve(
     }
 }
 
-/// HTTP/1.1 (keep-alive, header deadline) and HTTP/2, chosen by the client's first bytes.
-fn http_builder(settings: &ServerSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
-        .keep_alive(true)
-        .max_buf_size(settings.max_header_size.max(8192))
-        .max_headers(settings.max_headers);
-    let header_list = u32::try_from(settings.max_header_size).unwrap_or(u32::MAX);
-    builder.http2().timer(TokioTimer::new()).max_header_list_size(header_list);
-    builder
+/// The HTTP servers a connection may get, configured once.
+struct Protocols {
+    /// HTTP/1.1: keep-alive, the header deadline, upgrades.
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    /// How long a client may take to send its first bytes (the header deadline).
+    first_bytes: Duration,
+}
+
+impl Protocols {
+    fn new(settings: &ServerSettings) -> Self {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_timeout)
+            .keep_alive(true)
+            .max_buf_size(settings.max_header_size.max(8192))
+            .max_headers(settings.max_headers);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        let header_list = u32::try_from(settings.max_header_size).unwrap_or(u32::MAX);
+        h2.timer(TokioTimer::new()).max_header_list_size(header_list);
+        Self { h1, h2, first_bytes: settings.header_timeout }
+    }
 }
 
 /// Serves one connection until it closes or the stop flag asks it to finish.
@@ -132,7 +143,7 @@ async fn connection<I>(
     peer: SocketAddr,
     tls: bool,
     proxy: Arc<Proxy>,
-    builder: &auto::Builder<TokioExecutor>,
+    protocols: &Protocols,
     mut stop: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -142,17 +153,42 @@ async fn connection<I>(
         let proxy = proxy.clone();
         async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stopped(&mut stop) => {
-            conn.as_mut().graceful_shutdown();
-            conn.as_mut().await
+    let mut io = ReadAhead::new(io);
+    let protocol = match tokio::time::timeout(protocols.first_bytes, io.sniff()).await {
+        Ok(Ok(protocol)) => protocol,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "connection failed before a request"),
+        Err(_) => return tracing::debug!(%peer, "no request within the header deadline"),
+    };
+    let result = match protocol {
+        Protocol::Http1 => {
+            let conn = protocols.h1.serve_connection(TokioIo::new(io), service).with_upgrades();
+            until_stopped(Box::pin(conn), &mut stop, |c| c.graceful_shutdown()).await
+        }
+        Protocol::Http2 => {
+            let conn = protocols.h2.serve_connection(TokioIo::new(io), service);
+            until_stopped(Box::pin(conn), &mut stop, |c| c.graceful_shutdown()).await
         }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Drives `conn` to its end; once the stop flag is set, asks it to finish gracefully first.
+/// The connection lives in a box: kept inline, hyper's connection state (one for each
+/// protocol) made the task's future several times larger, and tokio copies that future
+/// when it spawns and completes the task.
+async fn until_stopped<C: Future>(
+    mut conn: Pin<Box<C>>,
+    stop: &mut watch::Receiver<bool>,
+    graceful: fn(Pin<&mut C>),
+) -> C::Output {
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stopped(stop) => {
+            graceful(conn.as_mut());
+            conn.await
+        }
     }
 }
 
