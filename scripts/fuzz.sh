@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for a bounded time (default 30 s each), from the seed
-# corpus, on a stable toolchain (--sanitizer none). Installs cargo-fuzz when missing; if that
+# Runs every cargo-fuzz target in fuzz/ for a bounded time (default 30 s each), from the seeds
+# in fuzz/seeds/<target>/, on a stable toolchain (--sanitizer none). Installs cargo-fuzz when missing; if that
 # is not possible, says so and exits 0 (the corpus replay in `cargo test` still runs).
 # A crash fails the run; cargo-fuzz leaves the input in fuzz/artifacts/<target>/ (ignored);
 # once fixed, copy it to fuzz/regressions/<target>/, which tests/fuzz_corpus.rs replays.
@@ -16,12 +16,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   fi
 fi
 cd fuzz
-# Runs start from a scratch copy of the seeds, so new corpus entries do not land in the repo.
+# Runs start from a scratch copy of the seeds, so new corpus entries do not land in the repo
+# (a plain `cargo fuzz run` grows fuzz/corpus/, which is ignored).
 work=$(mktemp -d /tmp/httpcache-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 for target in $(cargo fuzz list); do
   mkdir -p "$work/$target"
-  cp corpus/"$target"/* "$work/$target"/
+  cp seeds/"$target"/* "$work/$target"/
   echo "== fuzz $target (${secs} s)"
   rc=0
   cargo fuzz run "$target" --sanitizer none "$work/$target" -- -max_total_time="$secs" -rss_limit_mb=1024 \

@@ -1,4 +1,4 @@
-//! Replays every fuzz seed (`fuzz/corpus/<target>/`) and every saved crash
+//! Replays every fuzz seed (`fuzz/seeds/<target>/`) and every saved crash
 //! (`fuzz/regressions/<target>/`) through the same entry points the cargo-fuzz targets call, so
 //! what fuzzing found once stays fixed in plain `cargo test`.
 
@@ -29,7 +29,7 @@ fn files(dir: &Path) -> Vec<std::path::PathBuf> {
 fn every_seed_and_saved_crash_replays_without_a_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for (target, run) in TARGETS {
-        let seeds = files(&root.join("corpus").join(target));
+        let seeds = files(&root.join("seeds").join(target));
         assert!(seeds.len() >= 4, "{target}: the seed corpus is missing");
         for path in seeds.iter().chain(files(&root.join("regressions").join(target)).iter()) {
             let data = std::fs::read(path).unwrap();
@@ -44,7 +44,7 @@ fn every_seed_and_saved_crash_replays_without_a_panic() {
 #[test]
 fn the_entry_seed_is_a_valid_entry() {
     use httpcache_proxy::cache::store::codec;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/entry_decoder/response");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/entry_decoder/response");
     let data = std::fs::read(path).unwrap();
     let len = codec::decode_prefix(&data).unwrap() as usize;
     let head = codec::decode_head(&data[8..8 + len + 4]).unwrap();
