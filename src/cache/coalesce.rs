@@ -49,15 +49,17 @@ impl Slot {
     /// Waits for the leader's verdict: the first phase after `Waiting`.
     pub async fn verdict(&self) -> Phase {
         loop {
-            // Registered before the phase is read, so a verdict set in between still wakes it.
-            let changed = self.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
             let phase = self.phase();
             if !matches!(phase, Phase::Waiting) {
                 return phase;
             }
-            changed.await;
+            // Registered, then the phase read again: a verdict set in between still wakes it.
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if matches!(*self.phase.lock(), Phase::Waiting) {
+                changed.await;
+            }
         }
     }
 

@@ -175,10 +175,6 @@ impl FillReader {
     /// The next piece of body; `None` at the end of a complete body.
     pub async fn next(&mut self) -> Option<Result<Bytes, FillError>> {
         loop {
-            // Registered before the state is read, so a bump between the two still wakes it.
-            let changed = self.fill.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
             match self.step() {
                 Step::Chunk(b) => {
                     self.pos += b.len() as u64;
@@ -201,7 +197,16 @@ impl FillReader {
                 }
                 Step::Done => return None,
                 Step::Fail(e) => return Some(Err(e)),
-                Step::Wait => changed.await,
+                // Registering takes the notifier's lock, so it is done only when waiting; the
+                // state is read again after it, so a bump in between still wakes the reader.
+                Step::Wait => {
+                    let changed = self.fill.changed.notified();
+                    let mut changed = std::pin::pin!(changed);
+                    changed.as_mut().enable();
+                    if matches!(self.step(), Step::Wait) {
+                        changed.await;
+                    }
+                }
             }
         }
     }
