@@ -415,3 +415,88 @@ async fn uncacheable_urls_pass_without_queueing_and_recover_when_cacheable() {
     }
     assert_eq!(origin.hits("/hfp"), 10);
 }
+
+/// Body bytes the proxy sent with sendfile, from its metrics.
+async fn file_sent(admin_port: u16) -> f64 {
+    let text = String::from_utf8(get(&admin_url(admin_port, "/metrics"), &[]).await.body.to_vec()).unwrap();
+    sample(&text, r#"httpcache_file_sent_bytes_total{via="sendfile"}"#).expect("sendfile counter")
+}
+
+/// Hits on `path` (each checked byte for byte against the pattern) until some are sent from the
+/// cache file: the disk copy is written just after the miss, by the writer thread. Bounded.
+async fn hit_until_sent_from_file(proxy: &ProxyProcess, origin: &Origin, path: &str, len: u64) -> f64 {
+    let admin = proxy.admin_port();
+    let before = file_sent(admin).await;
+    for _ in 0..100 {
+        let got = get(&proxy.url(origin.port(), path), &[]).await;
+        assert_eq!(got.header("x-cache"), Some("HIT"), "{path}");
+        assert!(got.body[..] == pattern(0, len)[..], "{path}: the hit differs from the origin's bytes");
+        let now = file_sent(admin).await;
+        if now > before {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{path}: no hit was sent from the cache file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_hits_are_sent_from_the_cache_file_intact() {
+    // 200 KB goes into a pack; 2 MB gets an entry file of its own.
+    const PACKED: u64 = 200_000;
+    const OWN: u64 = 2_000_000;
+    let origin = Origin::start().await;
+    let lm = last_modified();
+    origin.route("/packed", Behaviour::Pattern { len: PACKED, headers: owned(&[("last-modified", &lm)]) });
+    origin.route("/own", Behaviour::Pattern { len: OWN, headers: owned(&[("last-modified", &lm)]) });
+    let dir = tmp();
+    let mut proxy = ProxyBuilder::new(600, origin.port(), dir.path()).arg("--admin-port").arg("0").start();
+    for (path, len) in [("/packed", PACKED), ("/own", OWN)] {
+        let miss = get(&proxy.url(origin.port(), path), &[]).await;
+        assert_eq!(miss.header("x-cache"), Some("MISS"));
+        assert!(miss.body[..] == pattern(0, len)[..]);
+        hit_until_sent_from_file(&proxy, &origin, path, len).await;
+    }
+    // A range is a slice of the body: sent from the same file, at the right offset.
+    let before = file_sent(proxy.admin_port()).await;
+    let part = get(&proxy.url(origin.port(), "/own"), &[("range", "bytes=1000-150999")]).await;
+    assert_eq!(part.status, 206);
+    assert!(part.body[..] == pattern(1000, 150_000)[..], "range bytes");
+    assert_eq!(file_sent(proxy.admin_port()).await - before, 150_000.0);
+    assert_eq!((origin.hits("/packed"), origin.hits("/own")), (1, 1));
+
+    // After a restart, bodies read back from the disk are sent from their files too.
+    proxy.signal("TERM");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0));
+    let proxy = ProxyBuilder::new(600, origin.port(), dir.path()).arg("--admin-port").arg("0").start();
+    for (path, len) in [("/packed", PACKED), ("/own", OWN)] {
+        hit_until_sent_from_file(&proxy, &origin, path, len).await;
+    }
+    assert_eq!((origin.hits("/packed"), origin.hits("/own")), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cache_file_cut_short_behind_the_proxy_still_gives_whole_hits() {
+    const LEN: u64 = 1_500_000;
+    let origin = Origin::start().await;
+    origin.route(
+        "/cut",
+        Behaviour::Pattern { len: LEN, headers: owned(&[("last-modified", &last_modified())]) },
+    );
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(600, origin.port(), dir.path()).arg("--admin-port").arg("0").start();
+    get(&proxy.url(origin.port(), "/cut"), &[]).await;
+    let sent = hit_until_sent_from_file(&proxy, &origin, "/cut", LEN).await;
+    // Cut the entry file in the middle of its body: the proxy still holds it open.
+    let files = support::cache_dir::entry_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::OpenOptions::new().write(true).open(&files[0]).unwrap().set_len(LEN / 2).unwrap();
+    for _ in 0..3 {
+        let got = get(&proxy.url(origin.port(), "/cut"), &[]).await;
+        assert_eq!(got.header("x-cache"), Some("HIT"));
+        assert!(got.body[..] == pattern(0, LEN)[..], "the rest comes from memory");
+    }
+    let after = file_sent(proxy.admin_port()).await;
+    assert!(after > sent && after < sent + 3.0 * LEN as f64, "part from the file: {sent} -> {after}");
+    assert_eq!(origin.hits("/cut"), 1);
+}
