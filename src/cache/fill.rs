@@ -16,7 +16,6 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::meta::StoredHead;
-use super::store::mirror;
 
 /// Largest read from the entry file in one go.
 const FILE_READ_CHUNK: u64 = 256 * 1024;
@@ -130,11 +129,6 @@ impl Fill {
         body
     }
 
-    /// The entry file being written and the body's offset in it, if there is one.
-    pub fn file(&self) -> Option<(Arc<File>, u64)> {
-        self.state.lock().file.clone()
-    }
-
     /// Bytes received so far.
     pub fn received(&self) -> u64 {
         self.state.lock().received
@@ -150,14 +144,13 @@ impl Fill {
 fn concat(chunks: &[Bytes]) -> Bytes {
     match chunks {
         [] => Bytes::new(),
-        [one] if one.len() < mirror::MIRROR_MIN => Bytes::copy_from_slice(one),
+        [one] => Bytes::copy_from_slice(one),
         many => {
             let mut buf = Vec::with_capacity(many.iter().map(Bytes::len).sum());
             for c in many {
                 buf.extend_from_slice(c);
             }
-            // Large bodies may later be sent from their disk copy.
-            mirror::body(buf)
+            Bytes::from(buf)
         }
     }
 }

@@ -27,7 +27,6 @@ use pass_marks::PassMarks;
 use sink::FillSink;
 use store::disk::{DiskBody, DiskStore};
 use store::memory::{MemEntry, MemoryTier};
-use store::mirror;
 
 /// Sizes that bound the cache.
 #[derive(Clone, Debug)]
@@ -169,9 +168,7 @@ fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc:
 fn run_write_job(disk: &Arc<DiskStore>, job: WriteJob) {
     match job {
         WriteJob::Store { key, head, body } => {
-            if let Ok(Some(at)) = disk.write_whole(&key, &head, &body) {
-                mirror::locate(&body, at.holder, &at.file, at.offset);
-            }
+            let _ = disk.write_whole(&key, &head, &body);
         }
         WriteJob::Remove { hash, done } => {
             disk.remove(&hash);
@@ -348,19 +345,6 @@ impl Cache {
     /// Makes a completed in-memory body a memory-tier entry.
     pub fn insert_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
         self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
-    }
-
-    /// Makes a completed body a memory-tier entry whose bytes are also in its committed entry
-    /// file, `file` from `offset` on: hits on it may be sent from the file (see `mirror`).
-    pub fn insert_memory_from_file(
-        &self,
-        key: &CacheKey,
-        head: Arc<StoredHead>,
-        body: Bytes,
-        (file, offset): (Arc<File>, u64),
-    ) {
-        mirror::locate(&body, mirror::Holder::Entry(*key.hash()), &file, offset);
-        self.insert_memory(key, head, body);
     }
 
     /// Stores a complete response in memory and queues it for the disk writer thread. When

@@ -44,11 +44,6 @@ impl FillSink {
         self.fill.push(chunk);
     }
 
-    /// The entry file being written and the body's offset in it, if there is one.
-    pub fn file(&self) -> Option<(std::sync::Arc<std::fs::File>, u64)> {
-        self.fill.file()
-    }
-
     /// Bytes pushed so far.
     pub fn received(&self) -> u64 {
         self.received

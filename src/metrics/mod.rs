@@ -130,8 +130,6 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Entries removed by purges.
     pub purged: LabeledCounters,
-    /// Body bytes sent from cache files with `sendfile` rather than copied from memory.
-    pub file_sent_bytes: LabeledCounters,
     /// The last requests, for the dashboard.
     pub recent: Recent,
 }
@@ -162,7 +160,6 @@ impl Metrics {
             upstream_errors: LabeledCounters::new("kind", &["error"]),
             connections_open: Gauge::default(),
             purged: LabeledCounters::new("via", &["purge", "api"]),
-            file_sent_bytes: LabeledCounters::new("via", &["sendfile"]),
             recent: Recent::default(),
         }
     }
@@ -219,7 +216,6 @@ impl Metrics {
             self.connections_open.clone(),
         );
         registry.register(names::PURGED.0, names::PURGED.1, Ref(&self.purged));
-        registry.register(names::FILE_SENT_BYTES.0, names::FILE_SENT_BYTES.1, Ref(&self.file_sent_bytes));
         let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(names::UPTIME.0, names::UPTIME.1, Uptime(self.started, uptime));
         let build = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);

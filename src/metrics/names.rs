@@ -22,11 +22,6 @@ pub const UPSTREAM_ERRORS: (&str, &str) =
 pub const CONNECTIONS_OPEN: (&str, &str) = ("httpcache_connections_open", "Client connections open now.");
 /// Entries removed by PURGE or the admin API (counter).
 pub const PURGED: (&str, &str) = ("httpcache_purged_entries", "Entries removed by PURGE or the admin API.");
-/// Body bytes sent from cache files by `sendfile` (counter).
-pub const FILE_SENT_BYTES: (&str, &str) = (
-    "httpcache_file_sent_bytes",
-    "Response body bytes sent from cache files with sendfile instead of copied from memory.",
-);
 /// Objects per tier (gauge).
 pub const TIER_OBJECTS: (&str, &str) = ("httpcache_tier_objects", "Objects held, per cache tier.");
 /// Bytes per tier (gauge).

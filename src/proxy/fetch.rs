@@ -389,15 +389,12 @@ impl Pump {
             tracing::warn!(key = self.key.url(), error = %e, "upstream body incomplete: not stored");
         }
         let store = outcome.is_ok() && received <= self.max_object;
-        let file = self.sink.file();
         let (on_disk, body) = self.sink.finish(outcome.clone(), store).await;
         if let (true, Some(body)) = (store, &body) {
-            match (on_disk, file) {
-                (true, Some(file)) => {
-                    self.cache.insert_memory_from_file(&self.key, self.head.clone(), body.clone(), file)
-                }
-                (true, None) => self.cache.insert_memory(&self.key, self.head.clone(), body.clone()),
-                (false, _) => self.cache.store_complete(&self.key, self.head.clone(), body.clone()).await,
+            if on_disk {
+                self.cache.insert_memory(&self.key, self.head.clone(), body.clone());
+            } else {
+                self.cache.store_complete(&self.key, self.head.clone(), body.clone()).await;
             }
         }
         if store {

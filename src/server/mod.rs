@@ -5,7 +5,6 @@
 
 mod read_ahead;
 mod refuse;
-mod send_file;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -27,7 +26,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::{Admission, ClientGate};
 use crate::proxy::{ClientInfo, Proxy};
 use read_ahead::{Protocol, ReadAhead};
-use send_file::SendFile;
 
 /// Settings of the listener.
 #[derive(Clone)]
@@ -86,7 +84,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let _counted = counted;
                     match tls {
-                        None => connection(SendFile::new(stream), peer, false, proxy, &protocols, stop).await,
+                        None => connection(stream, peer, false, proxy, &protocols, stop).await,
                         Some(acceptor) => {
                             match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                                 Ok(Ok(stream)) => connection(stream, peer, true, proxy, &protocols, stop).await,

@@ -30,7 +30,6 @@ use quick_cache::sync::Cache as QuickCache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
 use super::codec::{self, DecodeError, PREFIX_LEN, TRAILER_LEN};
-use super::mirror::{self, Holder};
 use super::pack::{self, Kind, Packs};
 use crate::cache::key::{hex, parse_hex, CacheKey, KeyHash};
 use crate::cache::meta::StoredHead;
@@ -50,16 +49,6 @@ pub enum DiskBody {
         /// Expected CRC-32 of the body.
         crc: u32,
     },
-}
-
-/// Where a body just written lies: its file, named by what deletes it, and the body's offset.
-pub struct BodyAt {
-    /// What the disk tier deletes the file by.
-    pub holder: Holder,
-    /// The committed file.
-    pub file: Arc<File>,
-    /// Offset of the body's first byte.
-    pub offset: u64,
 }
 
 /// An entry found on disk.
@@ -137,10 +126,9 @@ impl Lifecycle<KeyHash, Loc> for DeleteEvicted {
         match *inserting {
             Some((k, new)) if k == key && new != old => match (old, new) {
                 // The rename put the new file where the old one was.
-                (Loc::File { .. }, Loc::File { .. }) => mirror::release(Holder::Entry(key)),
+                (Loc::File { .. }, Loc::File { .. }) => {}
                 (Loc::File { .. }, Loc::Pack { .. }) => {
                     let _ = fs::remove_file(entry_path(&self.dir, &key));
-                    mirror::release(Holder::Entry(key));
                 }
                 (Loc::Pack { pack, len, .. }, Loc::Pack { .. }) => self.dead_record(pack, len),
                 // Without a tombstone the packed entry would come back over the file on restart.
@@ -156,7 +144,6 @@ impl Lifecycle<KeyHash, Loc> for DeleteEvicted {
                 match old {
                     Loc::File { .. } => {
                         let _ = fs::remove_file(entry_path(&self.dir, &key));
-                        mirror::release(Holder::Entry(key));
                     }
                     // No tombstone: an evicted entry coming back after a restart is harmless.
                     Loc::Pack { pack, len, .. } => self.dead_record(pack, len),
@@ -349,7 +336,6 @@ impl DiskStore {
                         // file it replaced. The pack wins, as it would have.
                         Some(Loc::Pack { .. }) => {
                             let _ = fs::remove_file(file.path());
-                            mirror::release(Holder::Entry(hash));
                             continue;
                         }
                         Some(Loc::File { .. }) => {}
@@ -414,9 +400,6 @@ impl DiskStore {
         if deleted.is_empty() {
             return;
         }
-        for &id in &deleted {
-            mirror::release(Holder::Pack(id));
-        }
         let in_deleted = |loc: &Loc| matches!(loc, Loc::Pack { pack, .. } if deleted.contains(pack));
         let doomed: Vec<KeyHash> =
             self.index.iter().filter(|(_, loc)| in_deleted(loc)).map(|(k, _)| k).collect();
@@ -462,23 +445,13 @@ impl DiskStore {
 
     /// Writes a complete entry in one go (small bodies, whose fill kept them in memory).
     /// Small entries are appended to the active pack in one write, larger ones get a file.
-    /// Returns where the body now is, for bodies large enough to be sent from the file
-    /// (see `mirror`).
-    pub fn write_whole(
-        self: &Arc<Self>,
-        key: &CacheKey,
-        head: &StoredHead,
-        body: &[u8],
-    ) -> io::Result<Option<BodyAt>> {
+    pub fn write_whole(self: &Arc<Self>, key: &CacheKey, head: &StoredHead, body: &[u8]) -> io::Result<()> {
         let encoded = codec::encode_head(head);
         let size = encoded.len() as u64 + body.len() as u64 + TRAILER_LEN;
-        let mirrorable = body.len() >= mirror::MIRROR_MIN;
         let Some((packs, _)) = self.packs.as_ref().filter(|_| size <= pack::MAX_PACKED) else {
             let mut w = self.writer(key, head)?;
             w.write(body)?;
-            let at = BodyAt { holder: Holder::Entry(*key.hash()), file: w.file(), offset: w.body_offset() };
-            w.finish()?;
-            return Ok(mirrorable.then_some(at));
+            return w.finish();
         };
         let record = pack::entry_record(key.hash(), &encoded, body);
         let (id, offset) = match packs.append(&record, Kind::Entry) {
@@ -492,12 +465,7 @@ impl DiskStore {
         let loc = Loc::Pack { pack: id, offset, len: record.len() as u64 };
         self.index.insert_with_lifecycle(*key.hash(), loc, &mut Some((*key.hash(), loc)));
         self.reclaim();
-        let body_offset = offset + pack::HEADER_LEN + encoded.len() as u64;
-        Ok(mirrorable.then(|| packs.file(id)).flatten().map(|file| BodyAt {
-            holder: Holder::Pack(id),
-            file,
-            offset: body_offset,
-        }))
+        Ok(())
     }
 
     /// Writes a new entry for `key` with `head` and the body of an existing entry file (after a
@@ -562,7 +530,7 @@ impl DiskStore {
                 return Some(None);
             }
         };
-        Some(match read_entry(Arc::new(file), key, inline_max) {
+        Some(match read_entry(file, key, inline_max) {
             Ok(Some(entry)) => Some(entry),
             Ok(None) => None, // another key with the same hash: a miss, not corruption
             Err(e) => {
@@ -577,13 +545,6 @@ impl DiskStore {
         // A pack deleted meanwhile to reclaim space took the entry with it.
         let file = self.packs.as_ref()?.0.file(id)?;
         match pack::read_entry(&file, offset, len, key.hash(), Some(key.url())) {
-            Ok(Some((head, body))) if body.len() >= mirror::MIRROR_MIN => {
-                // A body of its own (not a slice of the record) that hits may send from the pack.
-                let body_offset = offset + len - TRAILER_LEN - body.len() as u64;
-                let body = mirror::body(body.to_vec());
-                mirror::locate(&body, Holder::Pack(id), &file, body_offset);
-                Some(DiskEntry { head, body: DiskBody::Inline(body) })
-            }
             Ok(Some((head, body))) => Some(DiskEntry { head, body: DiskBody::Inline(body) }),
             Ok(None) => None,
             Err(e) => {
@@ -617,7 +578,6 @@ impl DiskStore {
             // Files are also removed by name: the file scan may not have indexed it yet.
             _ => {
                 let _ = fs::remove_file(entry_path(&self.dir, hash));
-                mirror::release(Holder::Entry(*hash));
             }
         }
     }
@@ -669,7 +629,7 @@ impl DiskStore {
 }
 
 /// Reads and checks an entry. `Ok(None)`: the file holds a different key.
-fn read_entry(file: Arc<File>, key: &CacheKey, inline_max: u64) -> Result<Option<DiskEntry>, DecodeError> {
+fn read_entry(file: File, key: &CacheKey, inline_max: u64) -> Result<Option<DiskEntry>, DecodeError> {
     let io_err = |_| DecodeError::Truncated;
     let file_len = file.metadata().map_err(io_err)?.len();
     let mut prefix = [0u8; PREFIX_LEN as usize];
@@ -697,11 +657,9 @@ fn read_entry(file: Arc<File>, key: &CacheKey, inline_max: u64) -> Result<Option
         if crc32fast::hash(&buf) != crc {
             return Err(DecodeError::Checksum("body"));
         }
-        let body = mirror::body(buf);
-        mirror::locate(&body, Holder::Entry(*key.hash()), &file, body_offset);
-        DiskBody::Inline(body)
+        DiskBody::Inline(Bytes::from(buf))
     } else {
-        DiskBody::File { file, offset: body_offset, len: body_len, crc }
+        DiskBody::File { file: Arc::new(file), offset: body_offset, len: body_len, crc }
     };
     Ok(Some(DiskEntry { head, body }))
 }

@@ -4,6 +4,5 @@
 pub mod codec;
 pub mod disk;
 pub mod memory;
-pub mod mirror;
 pub mod pack;
 pub mod scan;
