@@ -190,7 +190,7 @@ fn open_access_log(args: &RunArgs) -> anyhow::Result<Option<AccessLog>> {
 
 async fn bind(args: &RunArgs) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(args.host, args.port);
-    TcpListener::bind(addr).await.with_context(|| format!("--host/--port: cannot listen on {addr}"))
+    server::listen(addr).with_context(|| format!("--host/--port: cannot listen on {addr}"))
 }
 
 async fn serve(

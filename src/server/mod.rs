@@ -19,7 +19,7 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -45,7 +45,22 @@ pub struct ServerSettings {
     pub max_headers: usize,
 }
 
-/// Serves `proxy` on `listener` until `shutdown` resolves, then drains.
+/// Pending connections the kernel queues before `accept` (std and mio use 128; bursts of
+/// new connections overflowed it before the proxy could accept them).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// The listener [`serve`] expects: `TCP_NODELAY` is set on it, and Linux copies it to every
+/// accepted socket, which saves a system call per connection (elsewhere `serve` sets it on
+/// each connection).
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves `proxy` on `listener` (from [`listen`]) until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -76,6 +91,8 @@ pub async fn serve(
                         continue;
                     }
                 };
+                // Linux copies TCP_NODELAY from the listener (see `listen`).
+                #[cfg(not(target_os = "linux"))]
                 let _ = stream.set_nodelay(true);
                 let (proxy, protocols, stop, open) = (proxy.clone(), protocols.clone(), stop_rx.clone(), open.clone());
                 let (tls, handshake_timeout) = (settings.tls.clone(), settings.header_timeout);
@@ -85,12 +102,12 @@ pub async fn serve(
                     let _counted = counted;
                     match tls {
                         None => connection(stream, peer, false, proxy, &protocols, stop).await,
+                        // Boxed: inline, the handshake and the TLS stream would make every
+                        // connection's task larger, plain ones included (tokio copies the
+                        // task's future when it spawns and completes it).
                         Some(acceptor) => {
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                                Ok(Ok(stream)) => connection(stream, peer, true, proxy, &protocols, stop).await,
-                                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                            }
+                            let handshake = (acceptor, handshake_timeout);
+                            Box::pin(tls_connection(handshake, stream, peer, proxy, &protocols, stop)).await
                         }
                     }
                     open.fetch_sub(1, Ordering::Relaxed);
@@ -134,6 +151,22 @@ impl Protocols {
         let header_list = u32::try_from(settings.max_header_size).unwrap_or(u32::MAX);
         h2.timer(TokioTimer::new()).max_header_list_size(header_list);
         Self { h1, h2, first_bytes: settings.header_timeout }
+    }
+}
+
+/// Completes the TLS handshake within the deadline, then serves the connection.
+async fn tls_connection(
+    (acceptor, deadline): (TlsAcceptor, Duration),
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    protocols: &Protocols,
+    stop: watch::Receiver<bool>,
+) {
+    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => connection(stream, peer, true, proxy, protocols, stop).await,
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }
 
@@ -198,5 +231,19 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_get_nodelay_from_the_listener() {
+        let listener = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let _client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        // `serve` relies on this on Linux instead of setting it on every connection.
+        assert!(accepted.nodelay().unwrap());
     }
 }
