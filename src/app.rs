@@ -154,7 +154,7 @@ fn mode_summary(m: &crate::cli::ModeArgs) -> String {
 /// Runs the proxy until a shutdown signal.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     validate(&args)?;
-    let listener = bind(&args).await?;
+    let listener = bind(&args)?;
     serve(args, listener, None).await
 }
 
@@ -162,7 +162,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 pub async fn run_loaded(loaded: Loaded, argv: Vec<std::ffi::OsString>) -> anyhow::Result<()> {
     let args = loaded.cli.run.clone();
     validate(&args)?;
-    let listener = bind(&args).await?;
+    let listener = bind(&args)?;
     serve(args, listener, Some((loaded, argv))).await
 }
 
@@ -188,7 +188,7 @@ fn open_access_log(args: &RunArgs) -> anyhow::Result<Option<AccessLog>> {
     Ok(Some(log))
 }
 
-async fn bind(args: &RunArgs) -> anyhow::Result<TcpListener> {
+fn bind(args: &RunArgs) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(args.host, args.port);
     server::listen(addr).with_context(|| format!("--host/--port: cannot listen on {addr}"))
 }
@@ -275,7 +275,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let origin_port = origin.local_addr()?.port();
     tokio::spawn(demo::origin::serve(origin, Arc::new(site)));
     let proxy_args = demo_run_args(&args, origin_port)?;
-    let listener = bind(&proxy_args).await?;
+    let listener = bind(&proxy_args)?;
     let port = listener.local_addr()?.port();
     println!(
         "demo: origin on http://127.0.0.1:{origin_port}/ ; open http://127.0.0.1:{port}/127.0.0.1:{origin_port}/ \
