@@ -268,13 +268,6 @@ impl Cache {
     /// Looks `key` up in memory, then on disk (promoting small disk hits to memory), then in
     /// the shared tier (promoting hits to both).
     pub async fn lookup_exact(&self, key: &CacheKey) -> Option<CachedResponse> {
-        match self.lookup_local(key).await {
-            Some(hit) => Some(hit),
-            None => self.lookup_shared(key).await,
-        }
-    }
-
-    async fn lookup_local(&self, key: &CacheKey) -> Option<CachedResponse> {
         if let Some(e) = self.memory.get(key.hash()) {
             return Some(CachedResponse {
                 head: e.head.clone(),
@@ -282,6 +275,19 @@ impl Cache {
                 tier: Tier::Memory,
             });
         }
+        // Boxed: the disk read's and the shared tier's state would otherwise sit in every
+        // request's future, which is moved whole while a request is set up.
+        Box::pin(self.lookup_below_memory(key)).await
+    }
+
+    async fn lookup_below_memory(&self, key: &CacheKey) -> Option<CachedResponse> {
+        match self.lookup_disk(key).await {
+            Some(hit) => Some(hit),
+            None => self.lookup_shared(key).await,
+        }
+    }
+
+    async fn lookup_disk(&self, key: &CacheKey) -> Option<CachedResponse> {
         let disk = self.disk.clone().filter(|d| d.may_contain(key))?;
         let removals = self.removals.load(std::sync::atomic::Ordering::SeqCst);
         let inline_max = self.memory.max_object();
@@ -399,7 +405,7 @@ impl Cache {
         self.remove_from_disk(hash).await;
         // A lookup that read the disk copy before it was removed may have promoted it into
         // memory meanwhile: drop that copy, and refuse promotions of reads that began before
-        // now (see `lookup_local`). Without this an invalidated entry could come back.
+        // now (see `lookup_disk`). Without this an invalidated entry could come back.
         self.removals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.memory.remove(key.hash());
     }

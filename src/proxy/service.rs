@@ -170,10 +170,14 @@ impl Proxy {
         }
         if super::purge::is_purge(&req) {
             let mode = mode_of(&req);
-            return (super::purge::handle(self, req, client).await, CacheResult::Local, mode);
+            return (Box::pin(super::purge::handle(self, req, client)).await, CacheResult::Local, mode);
         }
         if req.method() == Method::CONNECT {
-            return (tunnel::open(&self.settings.tunnel, req).await, CacheResult::Tunnel, Mode::Connect);
+            return (
+                Box::pin(tunnel::open(&self.settings.tunnel, req)).await,
+                CacheResult::Tunnel,
+                Mode::Connect,
+            );
         }
         let tls = client.tls;
         let host_field = req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok());
@@ -202,25 +206,25 @@ impl Proxy {
             Err(refusal) => return (refusal.response(), CacheResult::Local, mode),
         };
         let ask = Ask { method: parts.method, headers: parts.headers, target };
-        let (resp, result) = self.route_to(ask, body).await;
+        let (resp, result) = self.route_to(&ask, body).await;
         (resp, result, mode)
     }
 
     /// Serves a routed request: from the cache for GET and HEAD when caching is on.
-    async fn route_to(self: &Arc<Self>, ask: Ask, body: ClientBody) -> (Response<ProxyBody>, CacheResult) {
+    async fn route_to(self: &Arc<Self>, ask: &Ask, body: ClientBody) -> (Response<ProxyBody>, CacheResult) {
         let cache = match &self.cache {
             Some(c) if ask.method == Method::GET || ask.method == Method::HEAD => c.clone(),
-            _ => return Fetch::new(self, &ask).pass(Some(body), "bypass").await,
+            _ => return Box::pin(Fetch::new(self, ask).pass(Some(body), "bypass")).await,
         };
-        self.cached(cache, ask).await
+        self.cached(&cache, ask).await
     }
 
     /// GET and HEAD with caching enabled.
-    async fn cached(self: &Arc<Self>, cache: Arc<Cache>, ask: Ask) -> (Response<ProxyBody>, CacheResult) {
+    async fn cached(self: &Arc<Self>, cache: &Arc<Cache>, ask: &Ask) -> (Response<ProxyBody>, CacheResult) {
         let mut primary = ask.target.key();
         if let Some(rule) = self.settings.rules.load().matching(primary.url()) {
             if rule.bypass {
-                return Fetch::new(self, &ask).pass(None, "bypass").await;
+                return Box::pin(Fetch::new(self, ask).pass(None, "bypass")).await;
             }
             if !rule.key_headers.is_empty() {
                 primary = CacheKey::from_url(format!("{}{}", primary.url(), rule.key_suffix(&ask.headers)));
@@ -228,17 +232,17 @@ impl Proxy {
         }
         let req_cc = CacheControl::parse_request(&ask.headers);
         if req_cc.no_store {
-            return Fetch::new(self, &ask).pass(None, "request").await;
+            return Box::pin(Fetch::new(self, ask).pass(None, "request")).await;
         }
         // A second round happens when this request followed a fetch whose response turned
         // out to vary and select another variant: the URL's Vary marker now exists, so the
         // lookup maps this request to its own variant.
         for _ in 0..2 {
-            if let Some(answer) = self.cached_once(&cache, &ask, &primary, &req_cc).await {
+            if let Some(answer) = self.cached_once(cache, ask, &primary, &req_cc).await {
                 return answer;
             }
         }
-        Fetch::new(self, &ask).pass(None, "uri-miss").await
+        Box::pin(Fetch::new(self, ask).pass(None, "uri-miss")).await
     }
 
     /// One lookup-and-serve round; `None` asks for another round.
@@ -286,10 +290,10 @@ impl Proxy {
             return Some((respond::error(StatusCode::GATEWAY_TIMEOUT, msg), CacheResult::Local));
         }
         if ask.method == Method::HEAD && stale.is_none() {
-            return Some(Fetch::new(self, ask).pass(None, "uri-miss").await);
+            return Some(Box::pin(Fetch::new(self, ask).pass(None, "uri-miss")).await);
         }
         if stale.is_none() && cache.pass_marks().is_marked(primary.hash(), Instant::now()) {
-            return Some(self.pass_marked(cache, ask, primary).await);
+            return Some(Box::pin(self.pass_marked(cache, ask, primary)).await);
         }
         let mut target = FillTarget { primary: primary.clone(), key, marker, reason, lease: None };
         match cache.join(&target.key) {
@@ -305,9 +309,9 @@ impl Proxy {
                         BeforeFetch::Fetch(lease) => target.lease = lease,
                     }
                 }
-                Some(Fetch::new(self, ask).fill(cache, &target, guard, stale).await)
+                Some(Box::pin(Fetch::new(self, ask).fill(cache, &target, guard, stale)).await)
             }
-            Joined::Follower(rx) => self.follow(ask, cache, &target, rx).await,
+            Joined::Follower(rx) => Box::pin(self.follow(ask, cache, &target, rx)).await,
         }
     }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -184,10 +185,9 @@ async fn connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let client = ClientInfo { addr: peer, tls };
-    let service = service_fn(move |req| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
-    });
+    // `map` rather than an `async` block around `handle`: the block would hold the request
+    // future as its own state, and hyper moves the whole thing into place per request.
+    let service = service_fn(move |req| proxy.clone().handle(req, client).map(Ok::<_, Infallible>));
     let mut io = ReadAhead::new(io);
     let protocol = match tokio::time::timeout(protocols.first_bytes, io.sniff()).await {
         Ok(Ok(protocol)) => protocol,
