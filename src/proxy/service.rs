@@ -1,6 +1,10 @@
 //! The request pipeline: route, look up, decide (through the policy), and serve from the
 //! cache, from another request's fetch, or from the origin. The only module that talks to
 //! both the cache and the upstream.
+//!
+//! Paths that go upstream are boxed where they are awaited (`Box::pin(...).await`): inline,
+//! their state made every request's future several KiB, and hyper moves that future whole
+//! into place for each request, hits included.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
