@@ -217,10 +217,10 @@ impl Proxy {
     /// Serves a routed request: from the cache for GET and HEAD when caching is on.
     async fn route_to(self: &Arc<Self>, ask: &Ask, body: ClientBody) -> (Response<ProxyBody>, CacheResult) {
         let cache = match &self.cache {
-            Some(c) if ask.method == Method::GET || ask.method == Method::HEAD => c.clone(),
+            Some(c) if ask.method == Method::GET || ask.method == Method::HEAD => c,
             _ => return Box::pin(Fetch::new(self, ask).pass(Some(body), "bypass")).await,
         };
-        self.cached(&cache, ask).await
+        self.cached(cache, ask).await
     }
 
     /// GET and HEAD with caching enabled.

@@ -71,15 +71,17 @@ impl Cache {
     /// newer copy another proxy stored, then takes the fleet-wide lease, or waits for the
     /// proxy that holds it and promotes what it stores.
     pub async fn before_fetch(&self, key: &CacheKey, stale: Option<&CachedResponse>) -> BeforeFetch {
-        if self.shared.is_none() {
-            return BeforeFetch::Fetch(None);
-        }
+        let Some(tier) = &self.shared else { return BeforeFetch::Fetch(None) };
         // Boxed: the Redis round trips' state would otherwise sit in every request's future.
-        Box::pin(self.before_fetch_shared(key, stale)).await
+        Box::pin(self.before_fetch_shared(tier, key, stale)).await
     }
 
-    async fn before_fetch_shared(&self, key: &CacheKey, stale: Option<&CachedResponse>) -> BeforeFetch {
-        let Some(tier) = &self.shared else { return BeforeFetch::Fetch(None) };
+    async fn before_fetch_shared(
+        &self,
+        tier: &Arc<SharedTier>,
+        key: &CacheKey,
+        stale: Option<&CachedResponse>,
+    ) -> BeforeFetch {
         let newer_than = stale.map(|s| s.head.response_time);
         // A miss already looked in Redis; a local stale entry did not.
         if let Some(t) = newer_than.filter(|_| stale.is_some_and(|s| s.tier != Tier::Shared)) {
