@@ -238,6 +238,20 @@ pub fn entry_path(dir: &Path, hash: &KeyHash) -> PathBuf {
     dir.join(&name[..2]).join(name)
 }
 
+/// Bytes of records gathered before they are written, which bounds [`PackGroup`]'s buffer: a
+/// record is at most 256 KiB more, and growth at most doubles it (2.5 MiB at worst).
+const GROUP_BYTES: usize = 1 << 20;
+
+/// Entry records gathered for one pack write: their bytes back to back, lengths and keys. The
+/// disk writer keeps one and passes it to every [`DiskStore::write_group`], so its buffer is
+/// allocated once instead of per group.
+#[derive(Default)]
+pub struct PackGroup {
+    records: Vec<u8>,
+    lens: Vec<u64>,
+    keys: Vec<KeyHash>,
+}
+
 impl DiskStore {
     /// Opens (creating if needed) a cache directory bounded to `capacity` bytes, clears
     /// leftovers of interrupted writes, and starts loading the index in the background.
@@ -466,6 +480,55 @@ impl DiskStore {
         self.index.insert_with_lifecycle(*key.hash(), loc, &mut Some((*key.hash(), loc)));
         self.reclaim();
         Ok(())
+    }
+
+    /// Writes complete entries in order, as [`Self::write_whole`] would one by one, but the
+    /// run of small ones between two large ones goes to the active pack with one write (one
+    /// per [`GROUP_BYTES`]). `group` is the caller's reusable buffer, left empty.
+    pub fn write_group(self: &Arc<Self>, entries: &[(&CacheKey, &StoredHead, &[u8])], group: &mut PackGroup) {
+        let Some((packs, _)) = self.packs.as_ref() else {
+            for &(key, head, body) in entries {
+                let _ = self.write_whole(key, head, body);
+            }
+            return;
+        };
+        for &(key, head, body) in entries {
+            let encoded = codec::encode_head(head);
+            if encoded.len() as u64 + body.len() as u64 + TRAILER_LEN > pack::MAX_PACKED {
+                // Written in order: what is queued before it goes first.
+                self.append_packed(packs, group);
+                let _ = self.write_whole(key, head, body);
+                continue;
+            }
+            pack::push_entry_record(&mut group.records, key.hash(), &encoded, body);
+            group.lens.push(pack::entry_record_len(&encoded, body));
+            group.keys.push(*key.hash());
+            if group.records.len() >= GROUP_BYTES {
+                self.append_packed(packs, group);
+            }
+        }
+        self.append_packed(packs, group);
+    }
+
+    /// Appends `group` to the packs and indexes its entries; empties it.
+    fn append_packed(&self, packs: &Packs, group: &mut PackGroup) {
+        if group.keys.is_empty() {
+            return;
+        }
+        match packs.append_entries(&group.records, &group.lens) {
+            Ok(placed) => {
+                self.note_write_ok();
+                for ((hash, len), (id, offset)) in group.keys.iter().zip(&group.lens).zip(placed) {
+                    let loc = Loc::Pack { pack: id, offset, len: *len };
+                    self.index.insert_with_lifecycle(*hash, loc, &mut Some((*hash, loc)));
+                }
+                self.reclaim();
+            }
+            Err(e) => self.note_write_error(&e),
+        }
+        group.keys.clear();
+        group.lens.clear();
+        group.records.clear();
     }
 
     /// Writes a new entry for `key` with `head` and the body of an existing entry file (after a
@@ -851,6 +914,61 @@ mod tests {
         assert!(pack::list(&pack::packs_dir(dir.path())).unwrap().is_empty());
         assert!(body_of(&store, &key("/p")).is_none());
         assert_eq!(body_of(&store, &key("/f")).unwrap(), big, "files stay");
+    }
+
+    #[test]
+    fn a_group_is_written_in_order_and_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |p: &str| CacheKey::new("http", "h", 80, p);
+        let big = vec![5u8; 300 * 1024];
+        let (a, b, c) = (key("/a"), key("/b"), key("/c"));
+        let (ha, hb, hc) = (head(&a), head(&b), head(&c));
+        {
+            let store = Arc::new(DiskStore::open(dir.path(), PACKED).unwrap());
+            wait_loaded(&store);
+            // /a small then large: the file must win. /b large then small: the pack must win.
+            let mut group = PackGroup::default();
+            store.write_group(
+                &[
+                    (&a, &ha, b"a1"),
+                    (&b, &hb, &big),
+                    (&c, &hc, b"c1"),
+                    (&a, &ha, &big),
+                    (&b, &hb, b"b2"),
+                    (&c, &hc, b"c2"),
+                ],
+                &mut group,
+            );
+            assert!(group.keys.is_empty() && group.records.is_empty(), "left empty for the next group");
+            assert_eq!(body_of(&store, &a).unwrap(), big);
+            assert_eq!(body_of(&store, &b).unwrap(), b"b2");
+            assert_eq!(body_of(&store, &c).unwrap(), b"c2");
+            assert!(!entry_path(dir.path(), b.hash()).exists(), "the replaced file is gone");
+        }
+        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        wait_loaded(&store);
+        assert_eq!(body_of(&store, &a).unwrap(), big);
+        assert_eq!(body_of(&store, &b).unwrap(), b"b2");
+        assert_eq!(body_of(&store, &c).unwrap(), b"c2");
+        assert_eq!(store.usage().0, 3);
+    }
+
+    #[test]
+    fn a_group_over_the_buffer_bound_is_written_in_parts_and_all_of_it_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(DiskStore::open(dir.path(), 16 * PACKED).unwrap());
+        wait_loaded(&store);
+        let keys: Vec<CacheKey> = (0..12).map(|i| CacheKey::new("http", "h", 80, &format!("/{i}"))).collect();
+        let heads: Vec<StoredHead> = keys.iter().map(head).collect();
+        let bodies: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 250 * 1024]).collect();
+        let entries: Vec<_> = (0..12).map(|i| (&keys[i], &heads[i], &bodies[i][..])).collect();
+        let mut group = PackGroup::default();
+        store.write_group(&entries, &mut group);
+        assert!(group.records.capacity() <= 2 * (GROUP_BYTES + pack::MAX_PACKED as usize), "bounded buffer");
+        for (key, body) in keys.iter().zip(&bodies) {
+            assert_eq!(&body_of(&store, key).unwrap(), body);
+            assert!(!entry_path(dir.path(), key.hash()).exists(), "packed, not a file");
+        }
     }
 
     #[test]
