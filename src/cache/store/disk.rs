@@ -515,17 +515,17 @@ impl DiskStore {
         if group.keys.is_empty() {
             return;
         }
-        match packs.append_entries(&group.records, &group.lens) {
-            Ok(placed) => {
-                self.note_write_ok();
-                for ((hash, len), (id, offset)) in group.keys.iter().zip(&group.lens).zip(placed) {
-                    let loc = Loc::Pack { pack: id, offset, len: *len };
-                    self.index.insert_with_lifecycle(*hash, loc, &mut Some((*hash, loc)));
-                }
-                self.reclaim();
-            }
+        // Records written before an error are indexed: their bytes count as live in the pack.
+        let (placed, written) = packs.append_entries(&group.records, &group.lens);
+        for ((hash, len), (id, offset)) in group.keys.iter().zip(&group.lens).zip(placed) {
+            let loc = Loc::Pack { pack: id, offset, len: *len };
+            self.index.insert_with_lifecycle(*hash, loc, &mut Some((*hash, loc)));
+        }
+        match written {
+            Ok(()) => self.note_write_ok(),
             Err(e) => self.note_write_error(&e),
         }
+        self.reclaim();
         group.keys.clear();
         group.lens.clear();
         group.records.clear();

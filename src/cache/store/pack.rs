@@ -375,15 +375,18 @@ impl Packs {
     /// Appends entry records in order with one write per pack they land in, instead of one
     /// each: the disk writer hands over what gathered during its group delay, and a `pwrite`
     /// per entry was most of its system time. `records` holds them back to back, `lens` their
-    /// lengths. Returns each record's `(pack, offset)`. After an error, records of earlier
-    /// writes stay in their pack but are not returned (dead bytes).
-    pub fn append_entries(&self, records: &[u8], lens: &[u64]) -> io::Result<Vec<(u64, u64)>> {
+    /// lengths. Returns the `(pack, offset)` of each record written, in order, and the error
+    /// that stopped the rest, if any.
+    pub fn append_entries(&self, records: &[u8], lens: &[u64]) -> (Vec<(u64, u64)>, io::Result<()>) {
         debug_assert_eq!(lens.iter().sum::<u64>(), records.len() as u64);
         let mut t = self.table();
         let mut placed = Vec::with_capacity(lens.len());
         let (mut rest, mut bytes) = (lens, records);
         while let Some(&first) = rest.first() {
-            let id = self.active_with_room(&mut t, first)?;
+            let id = match self.active_with_room(&mut t, first) {
+                Ok(id) => id,
+                Err(e) => return (placed, Err(e)),
+            };
             let room = self.limit.saturating_sub(t.packs[&id].size);
             // The first record always goes (a new pack takes even one over the limit).
             let (mut len, mut n) = (first, 1);
@@ -392,14 +395,17 @@ impl Packs {
                 n += 1;
             }
             let (run, after) = bytes.split_at(len as usize);
-            let mut at = self.write_run(&mut t, id, run, len, Kind::Entry)?;
+            let mut at = match self.write_run(&mut t, id, run, len, Kind::Entry) {
+                Ok(offset) => offset,
+                Err(e) => return (placed, Err(e)),
+            };
             for l in &rest[..n] {
                 placed.push((id, at));
                 at += l;
             }
             (rest, bytes) = (&rest[n..], after);
         }
-        Ok(placed)
+        (placed, Ok(()))
     }
 
     /// The active pack if `len` more bytes fit in it, else a new one (the old one sealed).
@@ -650,7 +656,8 @@ mod tests {
         packs.append(&recs[0].1, Kind::Entry).unwrap();
         let group: Vec<u8> = recs[1..].iter().flat_map(|(_, r)| r.clone()).collect();
         let lens: Vec<u64> = recs[1..].iter().map(|(_, r)| r.len() as u64).collect();
-        let placed = packs.append_entries(&group, &lens).unwrap();
+        let (placed, written) = packs.append_entries(&group, &lens);
+        written.unwrap();
         // Two more fit beside the first record, three fill the next pack, the last one starts a third.
         assert_eq!(placed.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 0, 1, 1, 1, 2]);
         let len = recs[0].1.len() as u64;
@@ -668,6 +675,7 @@ mod tests {
             assert_eq!(&body[..], &[i as u8 + 1; 1000][..]);
         }
         assert_eq!(packs.bytes(), 7 * len);
-        assert!(packs.append_entries(&[], &[]).unwrap().is_empty());
+        let (none, written) = packs.append_entries(&[], &[]);
+        assert!(none.is_empty() && written.is_ok());
     }
 }
