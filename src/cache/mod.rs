@@ -195,7 +195,8 @@ fn write_stores(
 ) {
     if !stores.is_empty() {
         let entries: Vec<_> = stores.iter().map(|(k, h, b)| (k, &**h, &b[..])).collect();
-        disk.write_group(&entries, scratch);
+        // Failures are counted and logged by the store; the entries stay in memory.
+        let _ = disk.write_group(&entries, scratch);
         stores.clear();
     }
 }

@@ -460,75 +460,65 @@ impl DiskStore {
     /// Writes a complete entry in one go (small bodies, whose fill kept them in memory).
     /// Small entries are appended to the active pack in one write, larger ones get a file.
     pub fn write_whole(self: &Arc<Self>, key: &CacheKey, head: &StoredHead, body: &[u8]) -> io::Result<()> {
-        let encoded = codec::encode_head(head);
-        let size = encoded.len() as u64 + body.len() as u64 + TRAILER_LEN;
-        let Some((packs, _)) = self.packs.as_ref().filter(|_| size <= pack::MAX_PACKED) else {
-            let mut w = self.writer(key, head)?;
-            w.write(body)?;
-            return w.finish();
-        };
-        let record = pack::entry_record(key.hash(), &encoded, body);
-        let (id, offset) = match packs.append(&record, Kind::Entry) {
-            Ok(at) => at,
-            Err(e) => {
-                self.note_write_error(&e);
-                return Err(e);
-            }
-        };
-        self.note_write_ok();
-        let loc = Loc::Pack { pack: id, offset, len: record.len() as u64 };
-        self.index.insert_with_lifecycle(*key.hash(), loc, &mut Some((*key.hash(), loc)));
-        self.reclaim();
-        Ok(())
+        self.write_group(&[(key, head, body)], &mut PackGroup::default())
     }
 
     /// Writes complete entries in order, as [`Self::write_whole`] would one by one, but the
     /// run of small ones between two large ones goes to the active pack with one write (one
-    /// per [`GROUP_BYTES`]). `group` is the caller's reusable buffer, left empty.
-    pub fn write_group(self: &Arc<Self>, entries: &[(&CacheKey, &StoredHead, &[u8])], group: &mut PackGroup) {
-        let Some((packs, _)) = self.packs.as_ref() else {
-            for &(key, head, body) in entries {
-                let _ = self.write_whole(key, head, body);
-            }
-            return;
-        };
+    /// per [`GROUP_BYTES`]). `group` is the caller's reusable buffer, left empty. Every entry
+    /// is tried; the first error is returned.
+    pub fn write_group(
+        self: &Arc<Self>,
+        entries: &[(&CacheKey, &StoredHead, &[u8])],
+        group: &mut PackGroup,
+    ) -> io::Result<()> {
+        let mut first_error = Ok(());
         for &(key, head, body) in entries {
             let encoded = codec::encode_head(head);
-            if encoded.len() as u64 + body.len() as u64 + TRAILER_LEN > pack::MAX_PACKED {
+            let size = encoded.len() as u64 + body.len() as u64 + TRAILER_LEN;
+            if self.packs.is_none() || size > pack::MAX_PACKED {
                 // Written in order: what is queued before it goes first.
-                self.append_packed(packs, group);
-                let _ = self.write_whole(key, head, body);
+                first_error = first_error.and(self.append_packed(group));
+                first_error = first_error.and(self.write_file(key, head, body));
                 continue;
             }
             pack::push_entry_record(&mut group.records, key.hash(), &encoded, body);
             group.lens.push(pack::entry_record_len(&encoded, body));
             group.keys.push(*key.hash());
             if group.records.len() >= GROUP_BYTES {
-                self.append_packed(packs, group);
+                first_error = first_error.and(self.append_packed(group));
             }
         }
-        self.append_packed(packs, group);
+        first_error.and(self.append_packed(group))
+    }
+
+    /// An entry in its own file (temp file, then rename).
+    fn write_file(self: &Arc<Self>, key: &CacheKey, head: &StoredHead, body: &[u8]) -> io::Result<()> {
+        let mut w = self.writer(key, head)?;
+        w.write(body)?;
+        w.finish()
     }
 
     /// Appends `group` to the packs and indexes its entries; empties it.
-    fn append_packed(&self, packs: &Packs, group: &mut PackGroup) {
-        if group.keys.is_empty() {
-            return;
-        }
+    fn append_packed(&self, group: &mut PackGroup) -> io::Result<()> {
+        let Some((packs, _)) = self.packs.as_ref().filter(|_| !group.keys.is_empty()) else {
+            return Ok(());
+        };
         // Records written before an error are indexed: their bytes count as live in the pack.
         let (placed, written) = packs.append_entries(&group.records, &group.lens);
         for ((hash, len), (id, offset)) in group.keys.iter().zip(&group.lens).zip(placed) {
             let loc = Loc::Pack { pack: id, offset, len: *len };
             self.index.insert_with_lifecycle(*hash, loc, &mut Some((*hash, loc)));
         }
-        match written {
+        match &written {
             Ok(()) => self.note_write_ok(),
-            Err(e) => self.note_write_error(&e),
+            Err(e) => self.note_write_error(e),
         }
         self.reclaim();
         group.keys.clear();
         group.lens.clear();
         group.records.clear();
+        written
     }
 
     /// Writes a new entry for `key` with `head` and the body of an existing entry file (after a
@@ -928,17 +918,19 @@ mod tests {
             wait_loaded(&store);
             // /a small then large: the file must win. /b large then small: the pack must win.
             let mut group = PackGroup::default();
-            store.write_group(
-                &[
-                    (&a, &ha, b"a1"),
-                    (&b, &hb, &big),
-                    (&c, &hc, b"c1"),
-                    (&a, &ha, &big),
-                    (&b, &hb, b"b2"),
-                    (&c, &hc, b"c2"),
-                ],
-                &mut group,
-            );
+            store
+                .write_group(
+                    &[
+                        (&a, &ha, b"a1"),
+                        (&b, &hb, &big),
+                        (&c, &hc, b"c1"),
+                        (&a, &ha, &big),
+                        (&b, &hb, b"b2"),
+                        (&c, &hc, b"c2"),
+                    ],
+                    &mut group,
+                )
+                .unwrap();
             assert!(group.keys.is_empty() && group.records.is_empty(), "left empty for the next group");
             assert_eq!(body_of(&store, &a).unwrap(), big);
             assert_eq!(body_of(&store, &b).unwrap(), b"b2");
@@ -963,7 +955,7 @@ mod tests {
         let bodies: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 250 * 1024]).collect();
         let entries: Vec<_> = (0..12).map(|i| (&keys[i], &heads[i], &bodies[i][..])).collect();
         let mut group = PackGroup::default();
-        store.write_group(&entries, &mut group);
+        store.write_group(&entries, &mut group).unwrap();
         assert!(group.records.capacity() <= 2 * (GROUP_BYTES + pack::MAX_PACKED as usize), "bounded buffer");
         for (key, body) in keys.iter().zip(&bodies) {
             assert_eq!(&body_of(&store, key).unwrap(), body);

@@ -137,21 +137,15 @@ pub fn decode_header(h: &[u8]) -> Option<(KeyHash, Kind, u32)> {
     Some((h[8..40].try_into().ok()?, kind, len))
 }
 
-/// One entry record: header, then the codec encoding of head, body and trailer.
-pub fn entry_record(hash: &KeyHash, encoded_head: &[u8], body: &[u8]) -> Vec<u8> {
-    let mut rec = Vec::with_capacity(entry_record_len(encoded_head, body) as usize);
-    push_entry_record(&mut rec, hash, encoded_head, body);
-    rec
-}
-
 /// Bytes of the entry record of `encoded_head` and `body`.
 pub fn entry_record_len(encoded_head: &[u8], body: &[u8]) -> u64 {
     HEADER_LEN + encoded_head.len() as u64 + body.len() as u64 + TRAILER_LEN
 }
 
-/// Appends one entry record to `out` (see [`entry_record`]).
+/// Appends one entry record to `out`: header, then the codec encoding of head, body and
+/// trailer.
 pub fn push_entry_record(out: &mut Vec<u8>, hash: &KeyHash, encoded_head: &[u8], body: &[u8]) {
-    let len = encoded_head.len() + body.len() + TRAILER_LEN as usize;
+    let len = entry_record_len(encoded_head, body) - HEADER_LEN;
     out.extend_from_slice(&header(hash, Kind::Entry, len as u32));
     out.extend_from_slice(encoded_head);
     out.extend_from_slice(body);
@@ -522,6 +516,12 @@ mod tests {
             request_time: from_millis(1),
             response_time: from_millis(2),
         }
+    }
+
+    fn entry_record(hash: &KeyHash, encoded_head: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut rec = Vec::with_capacity(entry_record_len(encoded_head, body) as usize);
+        push_entry_record(&mut rec, hash, encoded_head, body);
+        rec
     }
 
     fn record(path: &str, body: &[u8]) -> (CacheKey, Vec<u8>) {
