@@ -225,6 +225,7 @@ async fn serve(
         Some(cache) => cache.start_shared(std::time::Duration::from_secs(1)).await,
         None => "off",
     };
+    let runtime = tokio::runtime::Handle::current();
     tracing::info!(
         shared_cache,
         addr = %local,
@@ -233,6 +234,8 @@ async fn serve(
         cache_dir = %args.cache_dir.display(),
         caching = stale_time > 0,
         modes = %mode_summary(&args.modes),
+        workers = runtime.metrics().num_workers(),
+        scheduler = ?runtime.runtime_flavor(),
         "listening on {scheme}://{local}/"
     );
     let settings = ServerSettings {

@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// Grace period for in-flight requests on shutdown.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: std::time::Duration,
+    /// Threads serving requests [default: one per CPU the process may run on]. With 1, one
+    /// thread runs everything on tokio's current-thread scheduler.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
     /// This cache's name in Cache-Status headers.
     #[arg(long, default_value = "httpcache-proxy")]
     pub cache_name: String,

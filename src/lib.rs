@@ -17,5 +17,6 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;
+pub mod runtime;
 pub mod server;
 pub mod tools;

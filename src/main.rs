@@ -45,7 +45,11 @@ fn main() -> ExitCode {
         _ => (run.verbose, run.log_format, run.log_level.clone()),
     };
     logging::init(verbose, format, level.as_deref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let workers = match &loaded.cli.command {
+        Some(Command::Demo(_)) => None,
+        _ => run.workers,
+    };
+    let runtime = match httpcache_proxy::runtime::scheduler(workers).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -38,6 +38,31 @@ async fn miss_then_hit_reaches_origin_once() {
     assert_eq!(origin.hits("/a.txt"), 1);
 }
 
+/// `--workers N` runs N tokio worker threads; with 1, the main thread runs every task on the
+/// current-thread scheduler. Either way the proxy serves and caches.
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_flag_sets_the_serving_threads() {
+    let origin = Origin::start().await;
+    let lm = last_modified();
+    origin.ok("/w.txt", &[("last-modified", &lm)], "threads");
+    for (workers, scheduler) in [(1, "CurrentThread"), (3, "MultiThread")] {
+        let dir = tmp();
+        let proxy = ProxyBuilder::new(60, origin.port(), dir.path())
+            .arg("--workers")
+            .arg(&workers.to_string())
+            .start();
+        let line = proxy.log().into_iter().find(|l| l.contains("listening on")).unwrap();
+        assert!(line.contains(&format!("workers={workers} scheduler={scheduler}")), "{line}");
+        for expected in ["MISS", "HIT"] {
+            let got = get(&proxy.url(origin.port(), "/w.txt"), &[]).await;
+            assert_eq!(got.status, 200);
+            assert_eq!(got.body, "threads");
+            assert_eq!(got.header("x-cache"), Some(expected), "--workers {workers}");
+        }
+    }
+    assert_eq!(origin.hits("/w.txt"), 2, "one miss per proxy");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn host_header_names_the_target_and_query_is_kept() {
     let origin = Origin::start().await;
@@ -320,6 +345,7 @@ async fn bad_flags_name_the_flag_and_exit_non_zero() {
         (vec!["sixty"], "STALE_TIME"),
         (vec!["60", "--log-format", "xml"], "--log-format"),
         (vec!["60", "--max-object-size", "2GiB", "--cache-size", "1GiB"], "--max-object-size"),
+        (vec!["60", "--workers", "0"], "--workers"),
     ] {
         let out =
             std::process::Command::new(env!("CARGO_BIN_EXE_httpcache-proxy")).args(&args).output().unwrap();

@@ -51,7 +51,14 @@ impl ProxyBuilder {
     }
 
     /// Starts it and waits until it listens.
-    pub fn start(self) -> ProxyProcess {
+    pub fn start(mut self) -> ProxyProcess {
+        // HTTPCACHE_TEST_WORKERS=N gives every proxy `--workers N` unless the test names its
+        // own: the test script runs suites again that way on the current-thread scheduler.
+        if let Ok(n) = std::env::var("HTTPCACHE_TEST_WORKERS") {
+            if !self.args.iter().any(|a| a == "--workers") {
+                self.args.extend(["--workers".to_string(), n]);
+            }
+        }
         // -v asks for the proxy's debug lines (RUST_LOG would override the flag).
         let verbose = self.args.iter().any(|a| a == "-v");
         let level = if verbose { "debug,hyper=info,hyper_util=info" } else { "info" };
