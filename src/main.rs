@@ -45,11 +45,8 @@ fn main() -> ExitCode {
         _ => (run.verbose, run.log_format, run.log_level.clone()),
     };
     logging::init(verbose, format, level.as_deref());
-    let workers = match &loaded.cli.command {
-        Some(Command::Demo(_)) => None,
-        _ => run.workers,
-    };
-    let runtime = match httpcache_proxy::runtime::scheduler(workers).build() {
+    // `demo` takes no run flags (they conflict with subcommands), so it gets the default.
+    let runtime = match httpcache_proxy::runtime::scheduler(run.workers).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

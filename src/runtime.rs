@@ -34,14 +34,6 @@ impl Scheduler {
         }
     }
 
-    /// The number of threads that serve requests.
-    pub fn workers(self) -> usize {
-        match self {
-            Scheduler::CurrentThread => 1,
-            Scheduler::MultiThread(n) => n,
-        }
-    }
-
     /// Builds the runtime, with I/O and timers enabled.
     pub fn build(self) -> io::Result<Runtime> {
         let mut builder = match self {
@@ -80,8 +72,6 @@ mod tests {
     fn otherwise_one_worker_per_cpu_unless_told() {
         assert_eq!(Scheduler::choose(None, cpus(4)), Scheduler::MultiThread(4));
         assert_eq!(Scheduler::choose(Some(3), cpus(1)), Scheduler::MultiThread(3));
-        assert_eq!(Scheduler::MultiThread(4).workers(), 4);
-        assert_eq!(Scheduler::CurrentThread.workers(), 1);
     }
 
     #[test]
