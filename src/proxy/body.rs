@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crate::proxy::upstream::UpstreamIncoming;
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
@@ -23,8 +25,8 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// The upstream's body, passed through.
     Upstream(UpstreamIncoming),
-    /// Chunks from a feeder task.
-    Channel(mpsc::Receiver<Result<Bytes, BodyError>>),
+    /// Chunks from a feeder task, after any taken early by [`ProxyBody::failed_before_start`].
+    Channel(mpsc::Receiver<Result<Bytes, BodyError>>, VecDeque<Bytes>),
 }
 
 impl ProxyBody {
@@ -41,7 +43,23 @@ impl ProxyBody {
     /// A channel body and the sender that feeds it.
     pub fn channel() -> (mpsc::Sender<Result<Bytes, BodyError>>, Self) {
         let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
-        (tx, ProxyBody::Channel(rx))
+        (tx, ProxyBody::Channel(rx, VecDeque::new()))
+    }
+
+    /// Whether a channel body's feeder has already failed among the chunks it has queued
+    /// (at most [`CHANNEL_DEPTH`] are looked at; they are kept and served first). Before any
+    /// byte of the response is sent, such a body can still become a clean 502: hyper, given
+    /// the head, the chunks and the error in one go, would close the connection instead.
+    pub fn failed_before_start(&mut self) -> bool {
+        let ProxyBody::Channel(rx, early) = self else { return false };
+        for _ in 0..CHANNEL_DEPTH {
+            match rx.try_recv() {
+                Ok(Ok(chunk)) => early.push_back(chunk),
+                Ok(Err(_)) => return true,
+                Err(_) => break,
+            }
+        }
+        false
     }
 }
 
@@ -56,7 +74,10 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(inc) => Pin::new(inc).poll_frame(cx),
-            ProxyBody::Channel(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            ProxyBody::Channel(rx, early) => match early.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
+            },
         }
     }
 
@@ -64,7 +85,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(b) => b.as_ref().is_none_or(|b| b.is_empty()),
             ProxyBody::Upstream(inc) => inc.is_end_stream(),
-            ProxyBody::Channel(_) => false,
+            ProxyBody::Channel(..) => false,
         }
     }
 
@@ -72,7 +93,58 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Upstream(inc) => inc.size_hint(),
-            ProxyBody::Channel(_) => SizeHint::default(),
+            ProxyBody::Channel(..) => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_feeder_that_already_failed_is_seen_before_the_response_starts() {
+        let (tx, mut body) = ProxyBody::channel();
+        tx.send(Ok(Bytes::from_static(b"part"))).await.unwrap();
+        tx.send(Err("upstream cut".into())).await.unwrap();
+        assert!(body.failed_before_start());
+    }
+
+    #[tokio::test]
+    async fn chunks_taken_early_are_served_first_and_in_order() {
+        let (tx, mut body) = ProxyBody::channel();
+        tx.send(Ok(Bytes::from_static(b"one "))).await.unwrap();
+        tx.send(Ok(Bytes::from_static(b"two "))).await.unwrap();
+        assert!(!body.failed_before_start());
+        tx.send(Ok(Bytes::from_static(b"three"))).await.unwrap();
+        drop(tx);
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "one two three");
+    }
+
+    #[tokio::test]
+    async fn an_error_behind_the_queued_chunks_is_left_for_the_stream() {
+        let (tx, mut body) = ProxyBody::channel();
+        for _ in 0..CHANNEL_DEPTH {
+            tx.send(Ok(Bytes::from_static(b"x"))).await.unwrap();
+        }
+        let feeder = tokio::spawn(async move { tx.send(Err("late cut".into())).await });
+        assert!(!body.failed_before_start(), "only what was queued is looked at");
+        feeder.await.unwrap().unwrap();
+        let mut got = 0;
+        let err = loop {
+            match body.frame().await {
+                Some(Ok(_)) => got += 1,
+                Some(Err(e)) => break e,
+                None => panic!("the error was lost"),
+            }
+        };
+        assert_eq!((got, err.to_string()), (CHANNEL_DEPTH, "late cut".to_string()));
+    }
+
+    #[test]
+    fn other_bodies_have_not_failed() {
+        assert!(!ProxyBody::full("x").failed_before_start());
+        assert!(!ProxyBody::empty().failed_before_start());
     }
 }

@@ -115,6 +115,17 @@ impl Proxy {
         let uri = req.uri().clone();
         let pending = self.settings.access_log.as_ref().map(|log| log.begin(&req, Some(client.addr.ip())));
         let (mut resp, result, mode) = self.dispatch(req, client).await;
+        // A response that waited on the origin goes out after the other tasks that are ready
+        // in this scheduler round, so those answers reach their clients back to back. A
+        // client idle since its request is woken by each write that reaches it; woken once
+        // for a burst, it costs both sides less CPU (measured in the README's Benchmarks
+        // section). Hits are answered without waiting and are not held back.
+        if matches!(result, CacheResult::Miss | CacheResult::Pass | CacheResult::Revalidated) {
+            tokio::task::yield_now().await;
+            if resp.body_mut().failed_before_start() {
+                resp = respond::error(StatusCode::BAD_GATEWAY, "the upstream response broke off");
+            }
+        }
         if !matches!(result, CacheResult::Local | CacheResult::Tunnel) {
             headers::append_via(resp.headers_mut(), &self.settings.via);
         }
