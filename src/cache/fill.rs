@@ -121,8 +121,22 @@ impl Fill {
 
     /// Ends the fill. On success returns the whole body if it was retained in memory.
     pub fn finish(&self, outcome: Result<(), FillError>) -> Option<Bytes> {
+        self.end(outcome, false)
+    }
+
+    /// Ends the fill of a body that came as one chunk owning exactly its own allocation (no
+    /// slice of a larger buffer): the returned body is that chunk itself, not a copy.
+    pub fn finish_exact(&self, outcome: Result<(), FillError>) -> Option<Bytes> {
+        self.end(outcome, true)
+    }
+
+    fn end(&self, outcome: Result<(), FillError>, exact: bool) -> Option<Bytes> {
         let mut s = self.state.lock();
-        let body = if outcome.is_ok() && s.retaining { Some(concat(&s.chunks)) } else { None };
+        let body = match (&s.chunks[..], outcome.is_ok() && s.retaining) {
+            (_, false) => None,
+            ([whole], true) if exact => Some(whole.clone()),
+            (chunks, true) => Some(concat(chunks)),
+        };
         s.outcome = Some(outcome);
         drop(s);
         self.bump();
@@ -271,6 +285,31 @@ mod tests {
         assert_eq!(body.as_deref(), Some(&b"hello world"[..]));
         assert_eq!(early.await.unwrap().unwrap(), b"hello world");
         assert_eq!(late.await.unwrap().unwrap(), b"hello world");
+    }
+
+    #[tokio::test]
+    async fn an_exact_body_is_kept_as_it_came_and_slices_are_copied_out() {
+        let whole = Bytes::from(vec![1u8; 3000]);
+        let fill = Arc::new(Fill::new(head(), 1 << 20, None));
+        fill.push(whole.clone());
+        let kept = fill.finish_exact(Ok(())).unwrap();
+        assert_eq!(kept.as_ptr(), whole.as_ptr(), "no copy of a body that owns its buffer");
+        assert_eq!(read_all(fill.reader()).await.unwrap(), whole);
+
+        // A slice of a larger buffer (as a read buffer hands out) must not be pinned by the
+        // memory entry: it is copied into a buffer of its own size.
+        let buffer = Bytes::from(vec![2u8; 64 * 1024]);
+        let fill = Fill::new(head(), 1 << 20, None);
+        fill.push(buffer.slice(100..3100));
+        let copied = fill.finish(Ok(())).unwrap();
+        assert_eq!(copied, buffer.slice(100..3100));
+        assert_ne!(copied.as_ptr(), buffer[100..].as_ptr());
+
+        // More than one chunk is joined by a copy even when called exact.
+        let fill = Fill::new(head(), 1 << 20, None);
+        fill.push(Bytes::from_static(b"ab"));
+        fill.push(Bytes::from_static(b"cd"));
+        assert_eq!(fill.finish_exact(Ok(())).unwrap(), "abcd");
     }
 
     #[tokio::test]

@@ -51,7 +51,15 @@ impl FillSink {
 
     /// Ends the fill. On success with `store` set, commits the disk entry. Returns whether the
     /// disk entry was committed, and the whole body if it was kept in memory.
-    pub async fn finish(mut self, outcome: Result<(), FillError>, store: bool) -> (bool, Option<Bytes>) {
+    ///
+    /// `exact` says the body came as one chunk owning exactly its own allocation (see
+    /// [`Fill::finish_exact`]).
+    pub async fn finish(
+        mut self,
+        outcome: Result<(), FillError>,
+        store: bool,
+        exact: bool,
+    ) -> (bool, Option<Bytes>) {
         let ok = outcome.is_ok();
         let mut stored = false;
         if let (true, true, Some(tx)) = (ok, store, &self.writer) {
@@ -63,7 +71,7 @@ impl FillSink {
         // Dropping the sender without a commit makes the writer discard the temporary file.
         self.writer = None;
         self.finished = true;
-        let body = self.fill.finish(outcome);
+        let body = if exact { self.fill.finish_exact(outcome) } else { self.fill.finish(outcome) };
         (stored, body)
     }
 }

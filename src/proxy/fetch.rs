@@ -389,7 +389,8 @@ impl Pump {
             tracing::warn!(key = self.key.url(), error = %e, "upstream body incomplete: not stored");
         }
         let store = outcome.is_ok() && received <= self.max_object;
-        let (on_disk, body) = self.sink.finish(outcome.clone(), store).await;
+        let exact = self.incoming.came_exact();
+        let (on_disk, body) = self.sink.finish(outcome.clone(), store, exact).await;
         if let (true, Some(body)) = (store, &body) {
             if on_disk {
                 self.cache.insert_memory(&self.key, self.head.clone(), body.clone());

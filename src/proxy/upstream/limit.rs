@@ -88,6 +88,13 @@ impl UpstreamIncoming {
     pub fn plain(body: PlainBody, slot: Option<OwnedSemaphorePermit>) -> Self {
         Self { body: Source::Plain(body), _slot: slot }
     }
+
+    /// Whether the body, read to its end, came as one chunk that owns exactly its own
+    /// allocation ([`PlainBody::came_exact`]): the cache may keep that chunk instead of a
+    /// copy. Only the plain client's bodies can.
+    pub fn came_exact(&self) -> bool {
+        matches!(&self.body, Source::Plain(body) if body.came_exact())
+    }
 }
 
 impl Body for UpstreamIncoming {
