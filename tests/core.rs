@@ -218,6 +218,76 @@ async fn coalesced_clients_get_bytes_before_the_origin_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_client_goes_away_still_fills_for_the_coalesced_clients() {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    let gate = Arc::new(Notify::new());
+    origin.route(
+        "/small",
+        Behaviour::Gated {
+            // Within the proxy's inline limit (64 KiB): the leader reads it whole in its own
+            // request before answering.
+            first: Bytes::from(pattern(0, 100)),
+            rest: Bytes::from(pattern(100, 900)),
+            gate: gate.clone(),
+            headers: owned(&[("last-modified", &last_modified())]),
+        },
+    );
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let url = proxy.url(origin.port(), "/small");
+    let uri: http::Uri = url.parse().unwrap();
+
+    // The leader: a raw client that sends its request and, later, goes away.
+    let mut leader = tokio::net::TcpStream::connect(("127.0.0.1", uri.port_u16().unwrap())).await.unwrap();
+    let head = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", uri.path());
+    leader.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..500 {
+        if origin.hits("/small") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(origin.hits("/small"), 1, "the leader's fetch reached the origin");
+
+    // A follower: it joins the fill and gets the first part while the origin holds the rest.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.get(uri.clone())).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    while got.len() < 100 {
+        let frame =
+            tokio::time::timeout(Duration::from_secs(10), body.frame()).await.unwrap().unwrap().unwrap();
+        got.extend_from_slice(&frame.into_data().unwrap());
+    }
+
+    // The leader's client goes away. The follower must keep waiting for the rest (it used to
+    // get a cut body as soon as the leader's request was dropped), then get all of it.
+    drop(leader);
+    let early = tokio::time::timeout(Duration::from_millis(500), body.frame()).await;
+    assert!(
+        early.is_err(),
+        "the follower's body ended when the leader's client left: {:?}",
+        early.map(|f| f.map(|f| f.is_ok()))
+    );
+    gate.notify_one();
+    let rest =
+        tokio::time::timeout(Duration::from_secs(10), body.collect()).await.unwrap().unwrap().to_bytes();
+    got.extend_from_slice(&rest);
+    assert!(got == pattern(0, 1000), "the follower gets the whole body");
+
+    // And the entry was stored: the next request is a hit.
+    let again = get(&url, &[]).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert!(again.body == pattern(0, 1000));
+    assert_eq!(origin.hits("/small"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hundred_megabytes_stream_with_bounded_memory() {
     const LEN: u64 = 100 * 1024 * 1024;
     let origin = Origin::start().await;

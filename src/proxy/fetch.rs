@@ -317,8 +317,11 @@ impl<'a> Fetch<'a> {
             return (reply.fill(&fill), CacheResult::Miss);
         }
         // Small bodies are read whole before answering, so the head and body leave in one
-        // write (and a body cut short becomes a clean 502 instead of a cut connection).
-        match pump.run().await {
+        // write (and a body cut short becomes a clean 502 instead of a cut connection). Read
+        // in this request's task, but finished in a task of its own if this request is
+        // dropped first (its client went away): the requests coalesced behind it still get
+        // the whole body, and the entry is stored.
+        match FinishedEvenIfDropped::new(pump.run()).await {
             Ok(Some(body)) => {
                 let stored =
                     CachedResponse { head: head.clone(), body: CachedBody::Memory(body), tier: Tier::Memory };
@@ -326,6 +329,40 @@ impl<'a> Fetch<'a> {
             }
             Ok(None) => (reply.fill(&fill), CacheResult::Miss),
             Err(e) => (respond::error(StatusCode::BAD_GATEWAY, &e.to_string()), CacheResult::Local),
+        }
+    }
+}
+
+/// A future awaited in place which, if dropped before it completes, is spawned to run to
+/// its end (its output dropped). Boxed so that it can move to the new task; a spawn for every
+/// small fill would cost a task and a wake-up even when no client goes away.
+struct FinishedEvenIfDropped<T: Send + 'static> {
+    run: Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
+}
+
+impl<T: Send + 'static> FinishedEvenIfDropped<T> {
+    fn new(run: impl std::future::Future<Output = T> + Send + 'static) -> Self {
+        Self { run: Some(Box::pin(run)) }
+    }
+}
+
+impl<T: Send + 'static> std::future::Future for FinishedEvenIfDropped<T> {
+    type Output = T;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        let Some(run) = self.run.as_mut() else { return std::task::Poll::Pending };
+        let out = std::task::ready!(run.as_mut().poll(cx));
+        self.run = None;
+        std::task::Poll::Ready(out)
+    }
+}
+
+impl<T: Send + 'static> Drop for FinishedEvenIfDropped<T> {
+    fn drop(&mut self) {
+        if let (Some(run), Ok(rt)) = (self.run.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                run.await;
+            });
         }
     }
 }
