@@ -72,20 +72,46 @@ pub struct DiskStats {
     pub writes_skipped: AtomicU64,
 }
 
-/// Where an indexed entry is.
+/// Where an indexed entry is. The index holds one per entry, about a million for a 1 GiB
+/// cache of small objects, so this is kept to 16 bytes of 4-byte alignment: with the 32-byte
+/// key, a slot of the index takes 64 bytes instead of 80.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Loc {
-    /// Its own file, `size` bytes.
-    File { size: u64 },
-    /// A record of `len` bytes at `offset` in pack `pack`.
-    Pack { pack: u64, offset: u64, len: u64 },
+    /// Its own file, of `size` bytes, as low and high halves (a `u64` would align the slot
+    /// to 8 bytes).
+    File { size: [u32; 2] },
+    /// A record of `len` bytes at `offset` in pack `pack`. All three fit 32 bits: pack
+    /// numbers stop at [`pack::MAX_PACK_ID`], a pack stops growing at 64 MiB and a record is
+    /// at most [`pack::MAX_PACKED`] plus its framing.
+    Pack { pack: u32, offset: u32, len: u32 },
 }
 
 impl Loc {
+    fn file(size: u64) -> Self {
+        Loc::File { size: [size as u32, (size >> 32) as u32] }
+    }
+
+    /// `None` if a figure does not fit 32 bits: only a pack file not of our making.
+    fn packed(pack: u64, offset: u64, len: u64) -> Option<Self> {
+        Some(Loc::Pack {
+            pack: pack.try_into().ok()?,
+            offset: offset.try_into().ok()?,
+            len: len.try_into().ok()?,
+        })
+    }
+
     fn size(&self) -> u64 {
         match *self {
-            Loc::File { size } => size,
-            Loc::Pack { len, .. } => len,
+            Loc::File { size: [low, high] } => u64::from(high) << 32 | u64::from(low),
+            Loc::Pack { len, .. } => len.into(),
+        }
+    }
+
+    /// The pack and length of a packed entry.
+    fn in_pack(&self) -> Option<(u64, u64)> {
+        match *self {
+            Loc::File { .. } => None,
+            Loc::Pack { pack, len, .. } => Some((pack.into(), len.into())),
         }
     }
 }
@@ -110,9 +136,9 @@ struct DeleteEvicted {
 }
 
 impl DeleteEvicted {
-    fn dead_record(&self, pack: u64, len: u64) {
+    fn dead_record(&self, pack: u32, len: u32) {
         if let Some(packs) = &self.packs {
-            packs.sub_live(pack, len);
+            packs.sub_live(pack.into(), len.into());
         }
     }
 }
@@ -343,7 +369,7 @@ impl DiskStore {
                     let Ok(meta) = file.metadata() else { continue };
                     match self.index.peek(&hash) {
                         None => {
-                            let loc = Loc::File { size: meta.len() };
+                            let loc = Loc::file(meta.len());
                             self.index.insert_with_lifecycle(hash, loc, &mut Some((hash, loc)));
                         }
                         // Both: a crash came between writing the packed entry and deleting the
@@ -382,7 +408,8 @@ impl DiskStore {
         });
         let mut found = 0;
         for (hash, (pack, record)) in live {
-            let (len, loc) = (record.len, Loc::Pack { pack, offset: record.offset, len: record.len });
+            let Some(loc) = Loc::packed(pack, record.offset, record.len) else { continue };
+            let len = record.len;
             // Counted before the insert, whose evictions subtract what they drop.
             packs.add_live(pack, len);
             if self.index.peek(&hash).is_some() {
@@ -414,7 +441,7 @@ impl DiskStore {
         if deleted.is_empty() {
             return;
         }
-        let in_deleted = |loc: &Loc| matches!(loc, Loc::Pack { pack, .. } if deleted.contains(pack));
+        let in_deleted = |loc: &Loc| loc.in_pack().is_some_and(|(pack, _)| deleted.contains(&pack));
         let doomed: Vec<KeyHash> =
             self.index.iter().filter(|(_, loc)| in_deleted(loc)).map(|(k, _)| k).collect();
         for hash in doomed {
@@ -507,7 +534,11 @@ impl DiskStore {
         // Records written before an error are indexed: their bytes count as live in the pack.
         let (placed, written) = packs.append_entries(&group.records, &group.lens);
         for ((hash, len), (id, offset)) in group.keys.iter().zip(&group.lens).zip(placed) {
-            let loc = Loc::Pack { pack: id, offset, len: *len };
+            // Pack numbers, offsets and record lengths fit, by `pack::create` and the pack limit.
+            let Some(loc) = Loc::packed(id, offset, *len) else {
+                packs.sub_live(id, *len);
+                continue;
+            };
             self.index.insert_with_lifecycle(*hash, loc, &mut Some((*hash, loc)));
         }
         match &written {
@@ -568,7 +599,9 @@ impl DiskStore {
         };
         match loc {
             Loc::File { .. } => self.lookup_file(key, inline_max).flatten(),
-            Loc::Pack { pack, offset, len } => self.lookup_packed(key, pack, offset, len),
+            Loc::Pack { pack, offset, len } => {
+                self.lookup_packed(key, pack.into(), offset.into(), len.into())
+            }
         }
     }
 
@@ -619,8 +652,8 @@ impl DiskStore {
     pub fn remove(&self, hash: &KeyHash) {
         // Until the packs are indexed, a packed entry would be missed here and come back.
         self.wait_packs();
-        match self.index.remove(hash) {
-            Some((_, Loc::Pack { pack, len, .. })) => {
+        match self.index.remove(hash).and_then(|(_, loc)| loc.in_pack()) {
+            Some((pack, len)) => {
                 let packs = &self.packs.as_ref().expect("a packed entry means packs").0;
                 packs.sub_live(pack, len);
                 if let Err(e) = packs.append(&pack::tombstone_record(hash), Kind::Tombstone) {
@@ -778,7 +811,7 @@ impl EntryWriter {
             }
         }
         self.done = true;
-        let loc = Loc::File { size: self.body_offset + self.written + TRAILER_LEN };
+        let loc = Loc::file(self.body_offset + self.written + TRAILER_LEN);
         self.store.index.insert_with_lifecycle(self.hash, loc, &mut Some((self.hash, loc)));
         // Replacing a packed entry appended a tombstone, which may call for a reclaim.
         self.store.reclaim();
@@ -1030,6 +1063,40 @@ mod tests {
         // What the index holds is still readable.
         let (entries, _) = store.usage();
         assert!(entries > 0);
+    }
+
+    #[test]
+    fn a_location_is_16_bytes_and_keeps_every_figure() {
+        assert_eq!((std::mem::size_of::<Loc>(), std::mem::align_of::<Loc>()), (16, 4));
+        let big = (5 << 32) + 123;
+        assert_eq!(Loc::file(big).size(), big);
+        assert_eq!(Loc::file(big).in_pack(), None);
+        let loc = Loc::packed(pack::MAX_PACK_ID, (64 << 20) - 1, 300_000).unwrap();
+        assert_eq!((loc.size(), loc.in_pack()), (300_000, Some((pack::MAX_PACK_ID, 300_000))));
+        assert_eq!(Loc::packed(pack::MAX_PACK_ID + 1, 0, 1), None);
+        assert_eq!(Loc::packed(0, 1 << 32, 1), None);
+    }
+
+    #[test]
+    fn an_index_slot_takes_64_bytes() {
+        let lifecycle =
+            DeleteEvicted { dir: Arc::new(PathBuf::new()), stats: Default::default(), packs: None };
+        let options =
+            OptionsBuilder::new().estimated_items_capacity(4096).weight_capacity(u64::MAX).shards(1).build();
+        let index =
+            Index::with_options(options.unwrap(), SizeWeighter, DefaultHashBuilder::default(), lifecycle);
+        let n = 1 << 14;
+        for i in 0..n {
+            let mut hash = [0u8; 32];
+            hash[..4].copy_from_slice(&(i as u32).to_le_bytes());
+            let loc = Loc::packed(1, i * 1000, 1000).unwrap();
+            index.insert_with_lifecycle(hash, loc, &mut Some((hash, loc)));
+        }
+        assert_eq!(index.len() as u64, n);
+        // The slab grows by doubling, so 2^14 entries fill it exactly. With 8-byte figures in
+        // `Loc` a slot took 80 bytes.
+        let slab = index.memory_used().entries as u64;
+        assert!(slab <= n * 64, "{slab} bytes of slots for {n} entries");
     }
 
     fn sizes_of_packs(dir: &Path) -> u64 {

@@ -93,10 +93,18 @@ pub fn list(packs: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(found)
 }
 
+/// The highest pack number: the disk index holds pack numbers in 32 bits. At one pack per
+/// `--cache-size / 16` (1 MiB at least) written, that is 4 PiB before it matters; then new
+/// packs fail as a write error would, and the proxy serves without storing.
+pub const MAX_PACK_ID: u64 = u32::MAX as u64;
+
 /// Creates a new, empty pack numbered `id` or the first free number above it. `create_new`:
 /// a pack is never shared with another writer (a cache tool beside a running proxy).
 pub fn create(packs: &Path, mut id: u64) -> io::Result<(u64, File)> {
     loop {
+        if id > MAX_PACK_ID {
+            return Err(io::Error::other("cache pack numbers used up: clear the cache directory"));
+        }
         match OpenOptions::new().read(true).write(true).create_new(true).open(pack_path(packs, id)) {
             Ok(f) => return Ok((id, f)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => id += 1,
@@ -534,6 +542,15 @@ mod tests {
         let mut found = Vec::new();
         let end = scan(&File::open(path).unwrap(), |r| found.push(r)).unwrap();
         (found, end)
+    }
+
+    #[test]
+    fn pack_numbers_stop_where_the_index_can_hold_them() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(create(dir.path(), MAX_PACK_ID).unwrap().0, MAX_PACK_ID);
+        // The number is taken now: the next free one would be past the last.
+        let err = create(dir.path(), MAX_PACK_ID).unwrap_err();
+        assert!(err.to_string().contains("pack numbers used up"), "{err}");
     }
 
     #[test]
