@@ -21,7 +21,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = args.next().ok_or(usage)?;
     let n: u64 = args.next().ok_or(usage)?.parse()?;
     let port: u16 = args.next().ok_or(usage)?.parse()?;
-    let store = DiskStore::open(std::path::Path::new(&dir), 64 << 30)?;
+    // Entries of 1 KiB: any largest-entry bound will do.
+    let store = DiskStore::open(std::path::Path::new(&dir), 64 << 30, 1 << 20)?;
     let body = Bytes::from(vec![b'x'; 1024]);
     let mut headers = HeaderMap::new();
     headers.insert("content-type", HeaderValue::from_static("application/octet-stream"));

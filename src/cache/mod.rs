@@ -205,7 +205,7 @@ impl Cache {
     /// Opens the cache; with `dir` `None` only the memory tier is used.
     pub fn open(dir: Option<&Path>, limits: CacheLimits) -> std::io::Result<Self> {
         let disk = match dir {
-            Some(d) => Some(DiskStore::open(d, limits.disk_bytes)?),
+            Some(d) => Some(DiskStore::open(d, limits.disk_bytes, limits.max_object)?),
             None => None,
         };
         let writes = match &disk {

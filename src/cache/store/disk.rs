@@ -209,6 +209,22 @@ impl Budget {
     }
 }
 
+/// How many shards the index is split into. Not for contention (the index is touched only on
+/// disk operations) but for memory: a shard grows its table of slots by doubling, and holds
+/// the old table and the new one while it copies. A million small entries take 64 MiB of
+/// slots, so one shard would spike by 32 MiB; with `n` shards each growth moves `1/n` of
+/// that. A shard's share of the budget bounds the largest entry it takes, so each share stays
+/// at least `largest` and 64 MiB (fewer, larger shards for small caches).
+fn index_shards(budget: u64, largest: u64) -> usize {
+    const MAX_SHARDS: usize = 16;
+    let share_floor = largest.max(64 << 20);
+    let mut n = 1;
+    while n < MAX_SHARDS && budget / (2 * n as u64) >= share_floor {
+        n *= 2;
+    }
+    n
+}
+
 /// Opens a [`Gate`] when dropped.
 struct OpenOnDrop<'a>(&'a Gate);
 
@@ -279,9 +295,10 @@ pub struct PackGroup {
 }
 
 impl DiskStore {
-    /// Opens (creating if needed) a cache directory bounded to `capacity` bytes, clears
-    /// leftovers of interrupted writes, and starts loading the index in the background.
-    pub fn open(dir: &Path, capacity: u64) -> io::Result<Arc<Self>> {
+    /// Opens (creating if needed) a cache directory bounded to `capacity` bytes for entries of
+    /// up to `largest` bytes, clears leftovers of interrupted writes, and starts loading the
+    /// index in the background.
+    pub fn open(dir: &Path, capacity: u64, largest: u64) -> io::Result<Arc<Self>> {
         let tmp_dir = dir.join("tmp");
         fs::create_dir_all(&tmp_dir)?;
         let tag = dir.join("CACHEDIR.TAG");
@@ -315,12 +332,11 @@ impl DiskStore {
         let dir = Arc::new(dir.to_path_buf());
         let stats = Arc::new(DiskStats::default());
         let lifecycle = DeleteEvicted { dir: dir.clone(), stats: stats.clone(), packs: packs.clone() };
-        // One shard: a shard's share of the capacity bounds the largest entry, and the disk
-        // index is touched only on disk operations, so contention does not matter here.
+        let index_budget = budget.map_or(capacity, |b| b.index).max(1);
         let options = OptionsBuilder::new()
             .estimated_items_capacity(4096)
-            .weight_capacity(budget.map_or(capacity, |b| b.index).max(1))
-            .shards(1)
+            .weight_capacity(index_budget)
+            .shards(index_shards(index_budget, largest))
             .build()
             .map_err(|e| io::Error::other(format!("cache index options: {e:?}")))?;
         let index = QuickCache::with_options(options, SizeWeighter, DefaultHashBuilder::default(), lifecycle);
@@ -853,7 +869,7 @@ mod tests {
     #[test]
     fn replacing_an_entry_keeps_the_new_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+        let store = DiskStore::open(dir.path(), 1 << 20, 1 << 20).unwrap();
         wait_loaded(&store);
         let key = CacheKey::new("http", "h", 80, "/x");
         store.write_whole(&key, &head(&key), b"first").unwrap();
@@ -868,7 +884,7 @@ mod tests {
     #[test]
     fn eviction_deletes_files_to_stay_within_capacity() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), 64 * 1024).unwrap();
+        let store = DiskStore::open(dir.path(), 64 * 1024, 64 * 1024).unwrap();
         wait_loaded(&store);
         for i in 0..40 {
             let key = CacheKey::new("http", "h", 80, &format!("/{i}"));
@@ -906,7 +922,7 @@ mod tests {
         let key = |p: &str| CacheKey::new("http", "h", 80, p);
         let big = vec![3u8; 300 * 1024];
         {
-            let store = DiskStore::open(dir.path(), PACKED).unwrap();
+            let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
             wait_loaded(&store);
             // Packed, then replaced by a file (tombstone), then by a packed entry again.
             store.write_whole(&key("/p"), &head(&key("/p")), b"one").unwrap();
@@ -925,7 +941,7 @@ mod tests {
             assert_eq!(store.stats().evictions.load(Ordering::Relaxed), 0);
         }
         // Lookups right after opening wait for the pack scan instead of missing.
-        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
         assert_eq!(body_of(&store, &key("/p")).unwrap(), b"three");
         assert_eq!(body_of(&store, &key("/f")).unwrap(), big);
         assert!(body_of(&store, &key("/gone")).is_none());
@@ -933,7 +949,7 @@ mod tests {
         assert_eq!(store.usage().0, 2);
         drop(store);
         // Reopened too small for packs: their entries are gone, and so are the packs.
-        let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+        let store = DiskStore::open(dir.path(), 1 << 20, 1 << 20).unwrap();
         assert!(pack::list(&pack::packs_dir(dir.path())).unwrap().is_empty());
         assert!(body_of(&store, &key("/p")).is_none());
         assert_eq!(body_of(&store, &key("/f")).unwrap(), big, "files stay");
@@ -947,7 +963,7 @@ mod tests {
         let (a, b, c) = (key("/a"), key("/b"), key("/c"));
         let (ha, hb, hc) = (head(&a), head(&b), head(&c));
         {
-            let store = Arc::new(DiskStore::open(dir.path(), PACKED).unwrap());
+            let store = Arc::new(DiskStore::open(dir.path(), PACKED, PACKED).unwrap());
             wait_loaded(&store);
             // /a small then large: the file must win. /b large then small: the pack must win.
             let mut group = PackGroup::default();
@@ -970,7 +986,7 @@ mod tests {
             assert_eq!(body_of(&store, &c).unwrap(), b"c2");
             assert!(!entry_path(dir.path(), b.hash()).exists(), "the replaced file is gone");
         }
-        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
         wait_loaded(&store);
         assert_eq!(body_of(&store, &a).unwrap(), big);
         assert_eq!(body_of(&store, &b).unwrap(), b"b2");
@@ -981,7 +997,7 @@ mod tests {
     #[test]
     fn a_group_over_the_buffer_bound_is_written_in_parts_and_all_of_it_reads_back() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(DiskStore::open(dir.path(), 16 * PACKED).unwrap());
+        let store = Arc::new(DiskStore::open(dir.path(), 16 * PACKED, 16 * PACKED).unwrap());
         wait_loaded(&store);
         let keys: Vec<CacheKey> = (0..12).map(|i| CacheKey::new("http", "h", 80, &format!("/{i}"))).collect();
         let heads: Vec<StoredHead> = keys.iter().map(head).collect();
@@ -1001,7 +1017,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = CacheKey::new("http", "h", 80, "/rot");
         {
-            let store = DiskStore::open(dir.path(), PACKED).unwrap();
+            let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
             store.write_whole(&key, &head(&key), b"rotting body").unwrap();
         }
         let live = pack::live_entries(&pack::packs_dir(dir.path())).unwrap();
@@ -1012,12 +1028,12 @@ mod tests {
         f.read_exact_at(&mut b, at).unwrap();
         f.write_all_at(&[b[0] ^ 1], at).unwrap();
         {
-            let store = DiskStore::open(dir.path(), PACKED).unwrap();
+            let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
             assert!(store.lookup(&key, u64::MAX).is_none(), "a corrupt body was served");
             assert_eq!(store.stats().corrupt_dropped.load(Ordering::Relaxed), 1);
             assert!(store.lookup(&key, u64::MAX).is_none());
         }
-        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
         assert!(store.lookup(&key, u64::MAX).is_none());
         assert_eq!(store.stats().corrupt_dropped.load(Ordering::Relaxed), 0, "the tombstone held");
     }
@@ -1025,7 +1041,7 @@ mod tests {
     #[test]
     fn files_and_packs_stay_within_capacity() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DiskStore::open(dir.path(), PACKED).unwrap();
+        let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
         wait_loaded(&store);
         let mut seed = 0x2545_f491_u32;
         let mut rand = move || {
@@ -1097,6 +1113,50 @@ mod tests {
         // `Loc` a slot took 80 bytes.
         let slab = index.memory_used().entries as u64;
         assert!(slab <= n * 64, "{slab} bytes of slots for {n} entries");
+    }
+
+    #[test]
+    fn the_index_is_sharded_only_where_every_share_takes_the_largest_entry() {
+        const MIB: u64 = 1 << 20;
+        // The default 1 GiB cache (832 MiB for the index) with 128 MiB objects: 4 x 208 MiB.
+        let default = Budget::of(1 << 30).unwrap().index;
+        assert_eq!(index_shards(default, 128 * MIB), 4);
+        assert_eq!(index_shards(default, 300 * MIB), 2);
+        assert_eq!(index_shards(default, default), 1);
+        // Small caches keep one shard; large ones stop at 16.
+        assert_eq!(index_shards(100 * MIB, MIB), 1);
+        assert_eq!(index_shards(1 << 40, 128 * MIB), 16);
+        for (budget, largest) in [(default, 128 * MIB), (200 * MIB, 90 * MIB), (1 << 40, 1 << 30)] {
+            assert!(budget / index_shards(budget, largest) as u64 >= largest);
+        }
+    }
+
+    #[test]
+    fn a_sharded_index_finds_removes_and_reloads_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<_> = (0..200).map(|i| CacheKey::new("http", "h", 80, &format!("/{i}"))).collect();
+        {
+            let store = DiskStore::open(dir.path(), 1 << 30, 1 << 20).unwrap();
+            wait_loaded(&store);
+            assert_eq!(index_shards(Budget::of(1 << 30).unwrap().index, 1 << 20), 8);
+            for (i, key) in keys.iter().enumerate() {
+                let body = vec![i as u8; if i % 10 == 0 { 300 * 1024 } else { 1000 }];
+                store.write_whole(key, &head(key), &body).unwrap();
+            }
+            store.remove(keys[1].hash());
+        }
+        let store = DiskStore::open(dir.path(), 1 << 30, 1 << 20).unwrap();
+        wait_loaded(&store);
+        for (i, key) in keys.iter().enumerate() {
+            let found = store.lookup(key, 1 << 20);
+            if i == 1 {
+                assert!(found.is_none(), "a removed entry stays removed");
+                continue;
+            }
+            let Some(DiskEntry { body: DiskBody::Inline(b), .. }) = found else { panic!("entry {i} lost") };
+            assert_eq!((b.len(), b[0]), (if i % 10 == 0 { 300 * 1024 } else { 1000 }, i as u8));
+        }
+        assert_eq!(store.stats().evictions.load(Ordering::Relaxed), 0);
     }
 
     fn sizes_of_packs(dir: &Path) -> u64 {

@@ -184,7 +184,7 @@ mod tests {
     fn finds_verifies_and_rejects_entries() {
         let dir = tempfile::tempdir().unwrap();
         // Big enough for packs: "/a" and "/b" are packed, "/c" is a file.
-        let store = DiskStore::open(dir.path(), 4 << 20).unwrap();
+        let store = DiskStore::open(dir.path(), 4 << 20, 4 << 20).unwrap();
         for path in ["/a", "/b", "/c"] {
             let key = CacheKey::new("http", "h", 80, path);
             let head = StoredHead {
