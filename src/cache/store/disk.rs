@@ -269,6 +269,9 @@ pub struct DiskStore {
     /// Open once the packs are in the index (and their live bytes counted).
     packs_loaded: Gate,
     index_loaded: AtomicBool,
+    /// Held through a reclaim: two at once could each take a pack out, and one delete a
+    /// pack's tombstones while the older pack they guard against is not yet gone.
+    reclaiming: Mutex<()>,
     writes_failing: AtomicBool,
     next_tmp: AtomicU64,
     stats: Arc<DiskStats>,
@@ -347,6 +350,7 @@ impl DiskStore {
             packs: packs.zip(budget),
             packs_loaded: Gate::default(),
             index_loaded: AtomicBool::new(false),
+            reclaiming: Mutex::new(()),
             writes_failing: AtomicBool::new(false),
             next_tmp: AtomicU64::new(0),
             stats,
@@ -445,18 +449,22 @@ impl DiskStore {
         }
     }
 
-    /// Deletes the oldest sealed packs while their dead bytes exceed the allowance, and drops
-    /// the entries still in them (counted as evictions). Not under any lock.
+    /// Deletes sealed packs while their dead bytes exceed the allowance (the deadest first, see
+    /// [`Packs::reclaim`]), and drops the entries still in them (counted as evictions). Not
+    /// under the index's or the pack table's lock; a caller finding a reclaim under way
+    /// leaves the work to it.
     fn reclaim(&self) {
         let Some((packs, budget)) = &self.packs else { return };
         // Before the scan has counted live bytes every old pack looks dead.
         if !self.packs_loaded.is_open() {
             return;
         }
-        let deleted = packs.reclaim(budget.dead_allowance);
-        if deleted.is_empty() {
+        let Ok(_one_at_a_time) = self.reclaiming.try_lock() else { return };
+        let taken = packs.reclaim(budget.dead_allowance);
+        if taken.is_empty() {
             return;
         }
+        let mut deleted: Vec<u64> = taken.iter().map(|r| r.id).collect();
         let in_deleted = |loc: &Loc| loc.in_pack().is_some_and(|(pack, _)| deleted.contains(&pack));
         let doomed: Vec<KeyHash> =
             self.index.iter().filter(|(_, loc)| in_deleted(loc)).map(|(k, _)| k).collect();
@@ -465,6 +473,25 @@ impl DiskStore {
                 self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // A tombstone in a pack taken out of order may be what keeps a record of an older pack
+        // removed after a restart: it is appended anew, unless its key has a packed entry now
+        // (that one is newer than the tombstone, and a tombstone after it would remove it).
+        // A pack whose tombstones cannot be kept stays on disk, uncounted until a restart.
+        for r in taken.iter().filter(|r| r.keep_tombstones) {
+            let kept = packs.tombstones(r.id).and_then(|hashes| {
+                hashes
+                    .iter()
+                    .filter(|hash| self.index.peek(*hash).and_then(|loc| loc.in_pack()).is_none())
+                    .try_for_each(|hash| {
+                        packs.append(&pack::tombstone_record(hash), Kind::Tombstone).map(drop)
+                    })
+            });
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, pack = r.id, "cannot keep a cache pack's tombstones: pack left on disk");
+                deleted.retain(|id| *id != r.id);
+            }
+        }
+        packs.delete(deleted.clone());
         tracing::debug!(packs = ?deleted, "deleted cache packs to reclaim dead space");
     }
 
@@ -1157,6 +1184,58 @@ mod tests {
             assert_eq!((b.len(), b[0]), (if i % 10 == 0 { 300 * 1024 } else { 1000 }, i as u8));
         }
         assert_eq!(store.stats().evictions.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_full_cache_of_unique_keys_keeps_most_of_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
+        wait_loaded(&store);
+        let (mut most, mut least_after_full) = (0, usize::MAX);
+        for i in 0..12_000 {
+            let key = CacheKey::new("http", "h", 80, &format!("/{i}"));
+            store.write_whole(&key, &head(&key), &[i as u8; 1000]).unwrap();
+            let (entries, _) = store.usage();
+            if store.stats().evictions.load(Ordering::Relaxed) > 0 {
+                least_after_full = least_after_full.min(entries);
+            }
+            most = most.max(entries);
+        }
+        // The index evicts entries one at a time; reclaiming packs must not take out the rest.
+        assert!(least_after_full * 10 >= most * 7, "{least_after_full} entries left of {most}");
+        assert!(sizes_of_packs(dir.path()) <= PACKED);
+    }
+
+    #[test]
+    fn a_removal_outlives_its_pack_when_that_pack_is_reclaimed_before_the_entry_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |p: String| CacheKey::new("http", "h", 80, &p);
+        let gone = key("/gone".into());
+        {
+            let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
+            wait_loaded(&store);
+            // Pack 0: the entry to remove, then others, past the 1 MiB pack limit (the last few
+            // go to pack 1 and are dropped with it).
+            store.write_whole(&gone, &head(&gone), &[1; 1000]).unwrap();
+            for i in 0..1000 {
+                let k = key(format!("/old{i}"));
+                store.write_whole(&k, &head(&k), &[2; 1000]).unwrap();
+            }
+            // Its tombstone lands in pack 1, which then dies and is reclaimed first.
+            store.remove(gone.hash());
+            for i in 0..1000 {
+                let k = key(format!("/new{i}"));
+                store.write_whole(&k, &head(&k), &[3; 1000]).unwrap();
+                store.remove(k.hash());
+            }
+            let ids: Vec<u64> =
+                pack::list(&pack::packs_dir(dir.path())).unwrap().iter().map(|p| p.0).collect();
+            assert!(ids[0] == 0 && !ids.contains(&1), "pack 1 reclaimed before pack 0: {ids:?}");
+        }
+        let store = DiskStore::open(dir.path(), PACKED, PACKED).unwrap();
+        wait_loaded(&store);
+        assert!(store.lookup(&gone, 4096).is_none(), "a removed entry came back");
+        assert!(store.lookup(&key("/old7".into()), 4096).is_some());
     }
 
     fn sizes_of_packs(dir: &Path) -> u64 {

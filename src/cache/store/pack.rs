@@ -21,6 +21,7 @@
 //! Packs are only ever deleted whole, oldest first, so a tombstone never outlives the record
 //! it deletes.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, ErrorKind, Read, Seek, SeekFrom};
@@ -320,6 +321,19 @@ struct Pack {
     size: u64,
     /// Bytes of its records the index still points at.
     live: u64,
+    /// It may hold tombstones: one was appended to it, or it was found at open (unscanned).
+    tombstones: bool,
+}
+
+/// A pack [`Packs::reclaim`] took out of the table: no longer read or counted, its file still
+/// on disk until [`Packs::delete`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// The pack's number.
+    pub id: u64,
+    /// It may hold tombstones that still remove records of an older pack: those must be
+    /// appended anew before its file goes.
+    pub keep_tombstones: bool,
 }
 
 struct Table {
@@ -353,7 +367,7 @@ impl Packs {
                 let _ = fs::remove_file(&path);
                 continue;
             }
-            packs.insert(id, Pack { file: None, size, live: 0 });
+            packs.insert(id, Pack { file: None, size, live: 0, tombstones: true });
             existing.push((id, path));
         }
         let table = Mutex::new(Table { packs, active: None, next_id });
@@ -426,7 +440,7 @@ impl Packs {
         };
         t.next_id = id + 1;
         t.active = Some(id);
-        t.packs.insert(id, Pack { file: Some(Arc::new(file)), size: 0, live: 0 });
+        t.packs.insert(id, Pack { file: Some(Arc::new(file)), size: 0, live: 0, tombstones: false });
         Ok(id)
     }
 
@@ -442,8 +456,9 @@ impl Packs {
             self.seal(t); // never write after a possibly torn record
             return Err(e);
         }
-        if kind == Kind::Entry {
-            pack.live += len;
+        match kind {
+            Kind::Entry => pack.live += len,
+            Kind::Tombstone => pack.tombstones = true,
         }
         Ok(offset)
     }
@@ -479,28 +494,59 @@ impl Packs {
         }
     }
 
-    /// While the dead bytes of sealed packs exceed `allowance`, deletes the oldest sealed pack.
-    /// Returns the deleted packs' numbers: the caller drops the index entries still in them.
-    pub fn reclaim(&self, allowance: u64) -> Vec<u64> {
+    /// While the dead bytes of sealed packs exceed `allowance`, takes out the sealed pack with
+    /// the most dead bytes (the oldest of equals). Not simply the oldest: the index does not
+    /// evict oldest first (quick_cache keeps the entries that filled it hot and evicts newer,
+    /// cold ones), so the oldest packs may be all live, and taking them out freed nothing the
+    /// index had let go of: a full cache of new keys dropped nearly every entry at once. The
+    /// caller drops the index entries still in the packs taken, then [`Self::delete`]s them.
+    pub fn reclaim(&self, allowance: u64) -> Vec<Reclaimed> {
         let mut t = self.table();
         let active = t.active;
-        let mut dead: u64 = t
-            .packs
-            .iter()
-            .filter(|(id, _)| Some(**id) != active)
-            .map(|(_, p)| p.size - p.live.min(p.size))
-            .sum();
-        let mut deleted = Vec::new();
+        let dead_in = |p: &Pack| p.size - p.live.min(p.size);
+        let mut dead: u64 =
+            t.packs.iter().filter(|(id, _)| Some(**id) != active).map(|(_, p)| dead_in(p)).sum();
+        let mut taken = Vec::new();
         while dead > allowance {
-            let Some(oldest) = t.packs.keys().copied().find(|id| Some(*id) != active) else { break };
-            let p = t.packs.remove(&oldest).expect("listed");
-            dead -= p.size - p.live.min(p.size);
-            if let Err(e) = fs::remove_file(pack_path(&self.dir, oldest)) {
-                tracing::warn!(error = %e, pack = oldest, "cannot delete cache pack");
-            }
-            deleted.push(oldest);
+            let Some(id) = t
+                .packs
+                .iter()
+                .filter(|(id, _)| Some(**id) != active)
+                .max_by_key(|(id, p)| (dead_in(p), Reverse(**id)))
+                .map(|(id, _)| *id)
+            else {
+                break;
+            };
+            let p = t.packs.remove(&id).expect("listed");
+            dead -= dead_in(&p);
+            // Only a record in an older pack can be one of its tombstones' targets; older packs
+            // taken in this same call are deleted first.
+            let older_stays = t.packs.keys().next().is_some_and(|first| *first < id);
+            taken.push(Reclaimed { id, keep_tombstones: p.tombstones && older_stays });
         }
-        deleted
+        taken
+    }
+
+    /// The keys of the tombstones in pack `id`.
+    pub fn tombstones(&self, id: u64) -> io::Result<Vec<KeyHash>> {
+        let mut hashes = Vec::new();
+        scan(&File::open(pack_path(&self.dir, id))?, |r| {
+            if r.kind == Kind::Tombstone {
+                hashes.push(r.hash);
+            }
+        })?;
+        Ok(hashes)
+    }
+
+    /// Deletes the files of packs taken out by [`Self::reclaim`], oldest first: a crash
+    /// in between never leaves an older pack's records without a newer pack's tombstones.
+    pub fn delete(&self, mut ids: Vec<u64>) {
+        ids.sort_unstable();
+        for id in ids {
+            if let Err(e) = fs::remove_file(pack_path(&self.dir, id)) {
+                tracing::warn!(error = %e, pack = id, "cannot delete cache pack");
+            }
+        }
     }
 
     /// Bytes in all packs.
@@ -641,8 +687,12 @@ mod tests {
         }
     }
 
+    fn taken(id: u64) -> Reclaimed {
+        Reclaimed { id, keep_tombstones: false }
+    }
+
     #[test]
-    fn packs_rotate_at_the_limit_and_sealed_dead_space_is_reclaimed_oldest_first() {
+    fn packs_rotate_at_the_limit_and_the_deadest_sealed_pack_is_reclaimed_first() {
         let dir = tempfile::tempdir().unwrap();
         let (_, rec) = record("/r", &[1u8; 1000]);
         let limit = rec.len() as u64 * 3;
@@ -651,16 +701,49 @@ mod tests {
         assert_eq!(placed.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 0, 0, 1, 1, 1, 2]);
         assert_eq!(list(dir.path()).unwrap().len(), 3);
         assert!(packs.reclaim(0).is_empty(), "all live");
-        // Pack 1 dies entirely, pack 0 only in part: oldest first means pack 0 goes first.
+        // Pack 1 dies entirely, the older pack 0 only in part: pack 1 goes first.
         for _ in 0..3 {
             packs.sub_live(1, rec.len() as u64);
         }
         packs.sub_live(0, rec.len() as u64);
-        assert_eq!(packs.reclaim(4 * rec.len() as u64), Vec::<u64>::new());
-        assert_eq!(packs.reclaim(3 * rec.len() as u64), [0]);
-        assert_eq!(packs.reclaim(0), [1]);
+        assert_eq!(packs.reclaim(4 * rec.len() as u64), []);
+        assert_eq!(packs.reclaim(3 * rec.len() as u64), [taken(1)]);
+        assert_eq!(packs.bytes(), 4 * rec.len() as u64, "taken out of the table at once");
+        assert_eq!(list(dir.path()).unwrap().len(), 3, "the file stays until deleted");
+        packs.delete(vec![1]);
+        // Of equally dead packs the oldest goes first; the active pack never does.
+        packs.sub_live(2, rec.len() as u64);
+        assert_eq!(packs.reclaim(0), [taken(0)]);
+        packs.delete(vec![0]);
         assert_eq!(list(dir.path()).unwrap().iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2]);
         assert_eq!(packs.bytes(), rec.len() as u64);
+    }
+
+    #[test]
+    fn a_pack_taken_before_an_older_one_hands_over_its_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, rec) = record("/t", &[1u8; 1000]);
+        let len = rec.len() as u64;
+        let (packs, _) = Packs::open(dir.path().into(), 3 * len).unwrap();
+        for _ in 0..3 {
+            packs.append(&rec, Kind::Entry).unwrap();
+        }
+        // Pack 1: a tombstone for a record of pack 0, then two entries; pack 2 is active.
+        assert_eq!(packs.append(&tombstone_record(key.hash()), Kind::Tombstone).unwrap().0, 1);
+        assert_eq!(packs.append(&rec, Kind::Entry).unwrap().0, 1);
+        assert_eq!(packs.append(&rec, Kind::Entry).unwrap().0, 1);
+        assert_eq!(packs.append(&rec, Kind::Entry).unwrap().0, 2);
+        packs.sub_live(1, 2 * len);
+        assert_eq!(packs.reclaim(0), [Reclaimed { id: 1, keep_tombstones: true }]);
+        assert_eq!(packs.tombstones(1).unwrap(), [*key.hash()]);
+        packs.delete(vec![1]);
+        // Pack 2 gets a tombstone and is sealed; once pack 0 goes with it, it guards nothing.
+        assert_eq!(packs.append(&tombstone_record(key.hash()), Kind::Tombstone).unwrap().0, 2);
+        assert_eq!(packs.append(&rec, Kind::Entry).unwrap().0, 2);
+        assert_eq!(packs.append(&rec, Kind::Entry).unwrap().0, 3);
+        packs.sub_live(0, 3 * len);
+        packs.sub_live(2, 2 * len);
+        assert_eq!(packs.reclaim(0), [taken(0), taken(2)]);
     }
 
     #[test]
