@@ -466,6 +466,57 @@ async fn disk_tier_stays_within_cache_size() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_tier_keeps_new_objects_asked_for_again() {
+    let origin = Origin::start().await;
+    let lm = last_modified();
+    let object = |i: u64| Behaviour::Fixed {
+        status: 200,
+        headers: owned(&[("last-modified", &lm)]),
+        body: Bytes::from(pattern(i, 10_000)),
+    };
+    let (old, new) = (500, 80);
+    for i in 0..old {
+        origin.route(&format!("/old/{i}"), object(i));
+    }
+    for i in 0..new {
+        origin.route(&format!("/new/{i}"), object(i));
+    }
+    // 4 MiB on disk (2.5 MiB for entries: about 250 of these), and a memory tier too small to
+    // hold the new objects, so they come back from the disk or not at all.
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(600, origin.port(), dir.path())
+        .arg("--cache-size")
+        .arg("4MiB")
+        .arg("--memory-size")
+        .arg("256KiB")
+        .arg("--max-object-size")
+        .arg("64KiB")
+        .start();
+    for i in 0..old {
+        assert_eq!(get(&proxy.url(origin.port(), &format!("/old/{i}")), &[]).await.status, 200);
+    }
+    for i in 0..new {
+        assert_eq!(get(&proxy.url(origin.port(), &format!("/new/{i}")), &[]).await.status, 200);
+    }
+    // Disk writes are asynchronous: wait (bounded) for the last new object's record.
+    let last = format!("http://127.0.0.1:{}/new/{}", origin.port(), new - 1);
+    assert!(
+        eventually(Duration::from_secs(10), || support::cache_dir::packed_entry(dir.path(), &last).is_some())
+            .await,
+        "the last new object was not written"
+    );
+    let mut hits = 0;
+    for i in 0..new {
+        let got = get(&proxy.url(origin.port(), &format!("/new/{i}")), &[]).await;
+        assert_eq!(got.body, pattern(i, 10_000));
+        hits += usize::from(got.header("x-cache") == Some("HIT"));
+    }
+    let refetched = (0..new).filter(|i| origin.hits(&format!("/new/{i}")) > 1).count();
+    // The cache, full of old objects, kept the new ones: it used to keep the last 3% of them.
+    assert!(hits >= 72 && refetched <= 8, "{hits} hits, {refetched} of {new} fetched again");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn one_info_line_per_request_and_json_logs() {
     let origin = Origin::start().await;
     origin.ok("/log", &[("last-modified", &last_modified())], "l");

@@ -23,7 +23,7 @@ pub const PREFIX_LEN: u64 = 8;
 /// Bytes after the body.
 pub const TRAILER_LEN: u64 = 16;
 /// Upper bound on an encoded head, far above any sane response head.
-const MAX_HEAD_LEN: u32 = 1 << 20;
+pub const MAX_HEAD_LEN: u32 = 1 << 20;
 
 /// Why a file is not a valid entry.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

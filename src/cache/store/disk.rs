@@ -209,20 +209,38 @@ impl Budget {
     }
 }
 
+/// The heaviest entry the index must take: the largest body and a head at its bound.
+fn heaviest(largest: u64) -> u64 {
+    largest.saturating_add(codec::MAX_HEAD_LEN.into())
+}
+
 /// How many shards the index is split into. Not for contention (the index is touched only on
 /// disk operations) but for memory: a shard grows its table of slots by doubling, and holds
 /// the old table and the new one while it copies. A million small entries take 64 MiB of
 /// slots, so one shard would spike by 32 MiB; with `n` shards each growth moves `1/n` of
-/// that. A shard's share of the budget bounds the largest entry it takes, so each share stays
-/// at least `largest` and 64 MiB (fewer, larger shards for small caches).
+/// that. But quick_cache refuses an entry heavier than a shard's hot part, and the hot part
+/// should be at most half the shard (see [`hot_allocation`]), so each share stays at least
+/// twice the heaviest entry, and 64 MiB (fewer, larger shards for small caches).
 fn index_shards(budget: u64, largest: u64) -> usize {
     const MAX_SHARDS: usize = 16;
-    let share_floor = largest.max(64 << 20);
+    let share_floor = heaviest(largest).saturating_mul(2).max(64 << 20);
     let mut n = 1;
     while n < MAX_SHARDS && budget / (2 * n as u64) >= share_floor {
         n *= 2;
     }
     n
+}
+
+/// The part of a shard quick_cache keeps hot: entries looked up again while cold move there.
+/// Every new entry enters the cold part, a FIFO with a second chance for entries looked up,
+/// except while the hot part is still filling up. quick_cache's default of 97% hot suits the
+/// memory tier, whose hits mark entries, but not the disk: memory hits never reach it, so
+/// the entries that filled it stayed hot, and a full cache kept a window of 3% for everything
+/// new (a key requested again after that many other new ones was never kept). So the hot part
+/// is as small as the heaviest entry allows (quick_cache refuses heavier ones), and 10% at
+/// the least.
+fn hot_allocation(share: u64, largest: u64) -> f64 {
+    (heaviest(largest) as f64 / share.max(1) as f64).clamp(0.1, 0.97)
 }
 
 /// Opens a [`Gate`] when dropped.
@@ -336,10 +354,12 @@ impl DiskStore {
         let stats = Arc::new(DiskStats::default());
         let lifecycle = DeleteEvicted { dir: dir.clone(), stats: stats.clone(), packs: packs.clone() };
         let index_budget = budget.map_or(capacity, |b| b.index).max(1);
+        let shards = index_shards(index_budget, largest);
         let options = OptionsBuilder::new()
             .estimated_items_capacity(4096)
             .weight_capacity(index_budget)
-            .shards(index_shards(index_budget, largest))
+            .shards(shards)
+            .hot_allocation(hot_allocation(index_budget / shards as u64, largest))
             .build()
             .map_err(|e| io::Error::other(format!("cache index options: {e:?}")))?;
         let index = QuickCache::with_options(options, SizeWeighter, DefaultHashBuilder::default(), lifecycle);
@@ -1143,19 +1163,46 @@ mod tests {
     }
 
     #[test]
-    fn the_index_is_sharded_only_where_every_share_takes_the_largest_entry() {
+    fn the_index_is_sharded_only_where_every_hot_part_takes_the_heaviest_entry() {
         const MIB: u64 = 1 << 20;
-        // The default 1 GiB cache (832 MiB for the index) with 128 MiB objects: 4 x 208 MiB.
+        // The default 1 GiB cache (832 MiB for the index) with 128 MiB objects: 2 x 416 MiB,
+        // 31% of each hot.
         let default = Budget::of(1 << 30).unwrap().index;
-        assert_eq!(index_shards(default, 128 * MIB), 4);
-        assert_eq!(index_shards(default, 300 * MIB), 2);
+        assert_eq!(index_shards(default, 128 * MIB), 2);
+        assert!((hot_allocation(default / 2, 128 * MIB) - 129.0 / 416.0).abs() < 1e-9);
+        assert_eq!(index_shards(default, 300 * MIB), 1);
         assert_eq!(index_shards(default, default), 1);
-        // Small caches keep one shard; large ones stop at 16.
+        // Small caches keep one shard; large ones stop at 16; small objects leave 10% hot.
         assert_eq!(index_shards(100 * MIB, MIB), 1);
         assert_eq!(index_shards(1 << 40, 128 * MIB), 16);
-        for (budget, largest) in [(default, 128 * MIB), (200 * MIB, 90 * MIB), (1 << 40, 1 << 30)] {
-            assert!(budget / index_shards(budget, largest) as u64 >= largest);
+        assert_eq!(hot_allocation(1 << 40, MIB), 0.1);
+        for (budget, largest) in
+            [(default, 128 * MIB), (200 * MIB, 90 * MIB), (1 << 40, 1 << 30), (1 << 40, MIB)]
+        {
+            let share = budget / index_shards(budget, largest) as u64;
+            let hot = hot_allocation(share, largest);
+            assert!(share as f64 * hot >= heaviest(largest) as f64 && hot <= 0.5, "{budget} {largest}");
         }
+    }
+
+    #[test]
+    fn a_full_cache_keeps_new_keys_for_most_of_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 64 << 20, 4096).unwrap();
+        wait_loaded(&store);
+        let write = |name: &str, i: usize| {
+            let key = CacheKey::new("http", "h", 80, &format!("/{name}{i}"));
+            store.write_whole(&key, &head(&key), &[i as u8; 1000]).unwrap();
+        };
+        // Old keys, twice what the cache holds, then new keys a third of what it holds.
+        let holds = 40_000; // 52 MiB for the index, about 1.2 KiB a record
+        (0..2 * holds).for_each(|i| write("old", i));
+        (0..holds / 3).for_each(|i| write("new", i));
+        let kept = (0..holds / 3)
+            .filter(|i| store.lookup(&CacheKey::new("http", "h", 80, &format!("/new{i}")), 4096).is_some())
+            .count();
+        // With 97% of the index hot (quick_cache's default) only the last 3% were kept.
+        assert!(kept * 10 >= holds / 3 * 9, "{kept} of {} new keys kept", holds / 3);
     }
 
     #[test]
