@@ -23,7 +23,7 @@ use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, TryLockError};
 
 use bytes::Bytes;
 use quick_cache::sync::Cache as QuickCache;
@@ -479,7 +479,12 @@ impl DiskStore {
         if !self.packs_loaded.is_open() {
             return;
         }
-        let Ok(_one_at_a_time) = self.reclaiming.try_lock() else { return };
+        let _one_at_a_time = match self.reclaiming.try_lock() {
+            Ok(guard) => guard,
+            // A panic in an earlier reclaim must not stop reclaiming for good.
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         let taken = packs.reclaim(budget.dead_allowance);
         if taken.is_empty() {
             return;

@@ -18,8 +18,9 @@
 //! end. The entry bytes carry the codec's own head and body checksums, checked on every read.
 //!
 //! Later records win: a record for a hash replaces earlier ones, a tombstone removes them.
-//! Packs are only ever deleted whole, oldest first, so a tombstone never outlives the record
-//! it deletes.
+//! Packs are only ever deleted whole, the deadest first ([`Packs::reclaim`]); a pack deleted
+//! while an older one stays has its tombstones appended anew first (by the disk store, which
+//! knows which still matter), so a tombstone never goes before the record it deletes.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
