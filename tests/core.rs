@@ -466,6 +466,49 @@ async fn disk_tier_stays_within_cache_size() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_client_leaves_before_the_head_still_fetches_once_for_all() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    let lm = last_modified();
+    let fixed = Behaviour::Fixed {
+        status: 200,
+        headers: owned(&[("last-modified", &lm)]),
+        body: Bytes::from(pattern(0, 1000)),
+    };
+    origin.route("/slow", Behaviour::Delay { delay: Duration::from_millis(1500), then: Box::new(fixed) });
+    let dir = tmp();
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
+    let url = proxy.url(origin.port(), "/slow");
+    let uri: http::Uri = url.parse().unwrap();
+
+    // The leader: a raw client whose request reaches the origin, and which leaves while the
+    // origin has not answered yet.
+    let mut leader = tokio::net::TcpStream::connect(("127.0.0.1", uri.port_u16().unwrap())).await.unwrap();
+    let head = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", uri.path());
+    leader.write_all(head.as_bytes()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || origin.hits("/slow") == 1).await,
+        "the leader's fetch went out"
+    );
+    let followers: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    drop(leader);
+    for f in followers {
+        let got = f.await.unwrap();
+        assert_eq!(got.status, 200);
+        assert!(got.body == pattern(0, 1000), "a follower gets the whole body");
+    }
+    // Each follower used to fetch for itself, uncached, once the leader's request was dropped.
+    assert_eq!(origin.hits("/slow"), 1, "one upstream request for the leader and its followers");
+    let again = get(&url, &[]).await;
+    assert_eq!((again.header("x-cache"), origin.hits("/slow")), (Some("HIT"), 1), "and it was stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_full_disk_tier_keeps_new_objects_asked_for_again() {
     let origin = Origin::start().await;
     let lm = last_modified();

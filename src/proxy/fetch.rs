@@ -318,10 +318,9 @@ impl<'a> Fetch<'a> {
         }
         // Small bodies are read whole before answering, so the head and body leave in one
         // write (and a body cut short becomes a clean 502 instead of a cut connection). Read
-        // in this request's task, but finished in a task of its own if this request is
-        // dropped first (its client went away): the requests coalesced behind it still get
-        // the whole body, and the entry is stored.
-        match FinishedEvenIfDropped::new(pump.run()).await {
+        // in this request's task: the leader's whole fill is finished in a task of its own if
+        // this request is dropped first (`FinishedEvenIfDropped`, where `fill` is called).
+        match pump.run().await {
             Ok(Some(body)) => {
                 let stored =
                     CachedResponse { head: head.clone(), body: CachedBody::Memory(body), tier: Tier::Memory };
@@ -335,13 +334,13 @@ impl<'a> Fetch<'a> {
 
 /// A future awaited in place which, if dropped before it completes, is spawned to run to
 /// its end (its output dropped). Boxed so that it can move to the new task; a spawn for every
-/// small fill would cost a task and a wake-up even when no client goes away.
-struct FinishedEvenIfDropped<T: Send + 'static> {
+/// fill would cost a task and a wake-up even when no client goes away.
+pub(super) struct FinishedEvenIfDropped<T: Send + 'static> {
     run: Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
 }
 
 impl<T: Send + 'static> FinishedEvenIfDropped<T> {
-    fn new(run: impl std::future::Future<Output = T> + Send + 'static) -> Self {
+    pub(super) fn new(run: impl std::future::Future<Output = T> + Send + 'static) -> Self {
         Self { run: Some(Box::pin(run)) }
     }
 }

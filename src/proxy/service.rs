@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use super::assess::Assessed;
 use super::body::ProxyBody;
-use super::fetch::Fetch;
+use super::fetch::{Fetch, FinishedEvenIfDropped};
 use super::guard::{self, body::ClientBody};
 use super::headers;
 use super::record::Answered;
@@ -86,6 +86,7 @@ pub struct Proxy {
 }
 
 /// A request's parts the pipeline keeps after the body is taken.
+#[derive(Clone)]
 pub(super) struct Ask {
     pub method: Method,
     pub headers: http::HeaderMap,
@@ -324,7 +325,14 @@ impl Proxy {
                         BeforeFetch::Fetch(lease) => target.lease = lease,
                     }
                 }
-                Some(Box::pin(Fetch::new(self, ask).fill(cache, &target, guard, stale)).await)
+                // The fill runs to its end even if this request is dropped first (its client
+                // went away): the requests coalesced behind it wait on it, and what it stores
+                // serves them and those after. So it owns what it uses.
+                let fill = {
+                    let (proxy, cache, ask) = (self.clone(), cache.clone(), ask.clone());
+                    async move { Fetch::new(&proxy, &ask).fill(&cache, &target, guard, stale).await }
+                };
+                Some(FinishedEvenIfDropped::new(fill).await)
             }
             Joined::Follower(rx) => Box::pin(self.follow(ask, cache, &target, rx)).await,
         }
