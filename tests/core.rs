@@ -605,3 +605,89 @@ async fn uncacheable_urls_pass_without_queueing_and_recover_when_cacheable() {
     }
     assert_eq!(origin.hits("/hfp"), 10);
 }
+
+/// Hits of 64-128 KiB leave from a memory file with `sendfile` (`cache::store::mapped`):
+/// whole bodies and large ranges of them, whether the body came streamed or in one piece and
+/// whether it came back from disk after a restart; smaller and larger bodies are copied. The
+/// bytes must be the origin's, and the counter shows which way they went.
+#[tokio::test(flavor = "multi_thread")]
+async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    let fresh = owned(&[("cache-control", "max-age=600")]);
+    let sizes = [("/streamed", 100 * 1024), ("/small", 20_000), ("/large", 1 << 20)];
+    for (path, len) in sizes {
+        origin.route(path, Behaviour::Pattern { len, headers: fresh.clone() });
+    }
+    let whole = Bytes::from(pattern(7, 90_000));
+    origin.route("/whole", Behaviour::Fixed { status: 200, headers: fresh.clone(), body: whole.clone() });
+    let dir = tmp();
+    let sent = |proxy: &ProxyProcess| {
+        let url = admin_url(proxy.admin_port(), "/metrics");
+        async move {
+            let text = String::from_utf8(get(&url, &[]).await.body.to_vec()).unwrap();
+            sample(&text, r#"httpcache_sendfile_bytes_total{from="memory"}"#).unwrap()
+        }
+    };
+    let mut proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--admin-port").arg("0").start();
+    for round in ["MISS", "HIT", "HIT"] {
+        for (path, len) in sizes {
+            let got = get(&proxy.url(origin.port(), path), &[]).await;
+            assert_eq!(got.header("x-cache"), Some(round), "{path}");
+            assert!(got.body[..] == pattern(0, len)[..], "{path}: {round} body differs");
+        }
+        let got = get(&proxy.url(origin.port(), "/whole"), &[]).await;
+        assert_eq!((got.header("x-cache"), &got.body), (Some(round), &whole));
+    }
+    assert_eq!(sent(&proxy).await, 2.0 * (100.0 * 1024.0 + 90_000.0), "two hits of each mapped body");
+
+    let range = get(&proxy.url(origin.port(), "/streamed"), &[("range", "bytes=50000-99999")]).await;
+    assert_eq!(range.status, 206);
+    assert!(range.body[..] == pattern(50_000, 50_000)[..], "range body differs");
+    assert_eq!(sent(&proxy).await, 2.0 * (100.0 * 1024.0 + 90_000.0) + 50_000.0, "the range too");
+
+    // A client that asks for many bodies at once and reads them slowly through a small
+    // window: the socket fills, and bodies leave in partial `sendfile` calls, each resuming at
+    // its offset.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(([127, 0, 0, 1], proxy.port).into()).await.unwrap();
+    let path = format!("/127.0.0.1:{}/streamed", origin.port());
+    let asks = 40;
+    let mut pipelined = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(asks - 1);
+    pipelined += &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    slow.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = slow.read(&mut chunk).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
+    let expected = pattern(0, 100 * 1024);
+    let mut at = 0;
+    for i in 0..asks {
+        let head_end = answer[at..].windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + at + 4;
+        assert!(answer.get(head_end..head_end + expected.len()) == Some(&expected[..]), "body {i} differs");
+        at = head_end + expected.len();
+    }
+    assert_eq!(at, answer.len(), "nothing after the last body");
+    let after_slow = 2.0 * (100.0 * 1024.0 + 90_000.0) + 50_000.0 + asks as f64 * 100.0 * 1024.0;
+    assert_eq!(sent(&proxy).await, after_slow, "the slow client's bodies too");
+
+    proxy.signal("TERM");
+    assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0));
+    let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--admin-port").arg("0").start();
+    for _ in 0..2 {
+        let got = get(&proxy.url(origin.port(), "/streamed"), &[]).await;
+        assert_eq!(got.header("x-cache"), Some("HIT"));
+        assert!(got.body[..] == pattern(0, 100 * 1024)[..], "body after the restart differs");
+    }
+    assert_eq!(sent(&proxy).await, 2.0 * 100.0 * 1024.0, "a body read back from disk is mapped too");
+    for (path, _) in sizes {
+        assert_eq!(origin.hits(path), 1, "{path}");
+    }
+}

@@ -319,10 +319,12 @@ impl Cache {
             DiskBody::Inline(bytes) => {
                 // Not promoted if a removal finished while the disk was read (see `remove`).
                 if self.removals.load(std::sync::atomic::Ordering::SeqCst) == removals {
-                    let promoted = Arc::new(MemEntry::new(head.clone(), bytes.clone()));
-                    self.memory.insert(*key.hash(), promoted);
+                    let promoted = Arc::new(MemEntry::new(head.clone(), bytes));
+                    self.memory.insert(*key.hash(), promoted.clone());
+                    CachedBody::Memory(promoted.body.clone())
+                } else {
+                    CachedBody::Memory(bytes)
                 }
-                CachedBody::Memory(bytes)
             }
             DiskBody::File { file, offset, len, crc } => CachedBody::File { file, offset, len, crc },
         };

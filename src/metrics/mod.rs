@@ -130,6 +130,8 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Entries removed by purges.
     pub purged: LabeledCounters,
+    /// Body bytes handed to client sockets with `sendfile` rather than copied from memory.
+    pub sendfile_bytes: LabeledCounters,
     /// The last requests, for the dashboard.
     pub recent: Recent,
 }
@@ -160,6 +162,7 @@ impl Metrics {
             upstream_errors: LabeledCounters::new("kind", &["error"]),
             connections_open: Gauge::default(),
             purged: LabeledCounters::new("via", &["purge", "api"]),
+            sendfile_bytes: LabeledCounters::new("from", &["memory"]),
             recent: Recent::default(),
         }
     }
@@ -216,6 +219,7 @@ impl Metrics {
             self.connections_open.clone(),
         );
         registry.register(names::PURGED.0, names::PURGED.1, Ref(&self.purged));
+        registry.register(names::SENDFILE_BYTES.0, names::SENDFILE_BYTES.1, Ref(&self.sendfile_bytes));
         let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(names::UPTIME.0, names::UPTIME.1, Uptime(self.started, uptime));
         let build = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);

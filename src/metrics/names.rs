@@ -22,6 +22,11 @@ pub const UPSTREAM_ERRORS: (&str, &str) =
 pub const CONNECTIONS_OPEN: (&str, &str) = ("httpcache_connections_open", "Client connections open now.");
 /// Entries removed by PURGE or the admin API (counter).
 pub const PURGED: (&str, &str) = ("httpcache_purged_entries", "Entries removed by PURGE or the admin API.");
+/// Body bytes sent with `sendfile` from memory-tier bodies in memory files (counter).
+pub const SENDFILE_BYTES: (&str, &str) = (
+    "httpcache_sendfile_bytes",
+    "Response body bytes handed to the socket with sendfile instead of copied from memory",
+);
 /// Objects per tier (gauge).
 pub const TIER_OBJECTS: (&str, &str) = ("httpcache_tier_objects", "Objects held, per cache tier.");
 /// Bytes per tier (gauge).

@@ -5,6 +5,7 @@
 
 mod read_ahead;
 mod refuse;
+mod send_file;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -27,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::access::{Admission, ClientGate};
 use crate::proxy::{ClientInfo, Proxy};
 use read_ahead::{Protocol, ReadAhead};
+use send_file::SendFile;
 
 /// Settings of the listener.
 #[derive(Clone)]
@@ -141,7 +143,7 @@ pub async fn serve(
                 tokio::spawn(async move {
                     let _counted = counted;
                     match tls {
-                        None => connection(stream, peer, false, proxy, &protocols, stop).await,
+                        None => connection(SendFile::new(stream), peer, false, proxy, &protocols, stop).await,
                         // Boxed: inline, the handshake and the TLS stream would make every
                         // connection's task larger, plain ones included (tokio copies the
                         // task's future when it spawns and completes it).

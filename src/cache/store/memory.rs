@@ -28,8 +28,10 @@ pub struct MemEntry {
 }
 
 impl MemEntry {
-    /// An entry, weighed by what it really holds (body, header fields, key).
+    /// An entry, weighed by what it really holds (body, header fields, key). A body of the
+    /// sizes sent with `sendfile` is moved into a memory file if it is not in one yet.
     pub fn new(head: Arc<StoredHead>, body: Bytes) -> Self {
+        let body = super::mapped::share(body);
         let fields: u64 =
             head.headers.iter().map(|(n, v)| n.as_str().len() as u64 + v.len() as u64 + FIELD_OVERHEAD).sum();
         let weight = ENTRY_OVERHEAD + head.key.len() as u64 + fields + body.len() as u64;

@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod disk;
+pub mod mapped;
 pub mod memory;
 pub mod pack;
 pub mod scan;
