@@ -54,6 +54,11 @@ fn main() -> ExitCode {
         _ => (run.verbose, run.log_format, run.log_level.clone()),
     };
     logging::init(verbose, format, level.as_deref());
+    match httpcache_proxy::runtime::raise_open_file_limit() {
+        Ok(Some((from, to))) => tracing::info!(from, to, "open-file limit raised to the hard limit"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     // `demo` takes no run flags (they conflict with subcommands), so it gets the default.
     let runtime = match httpcache_proxy::runtime::scheduler(run.workers).build() {
         Ok(rt) => rt,

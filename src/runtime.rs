@@ -53,6 +53,27 @@ pub fn scheduler(workers: Option<u16>) -> Scheduler {
     Scheduler::choose(workers, std::thread::available_parallelism().ok())
 }
 
+/// The soft limit asked for when the hard limit on open descriptors is unlimited (Linux's
+/// default `fs.nr_open`).
+const OPEN_FILES_CEILING: u64 = 1 << 20;
+
+/// Raises the soft limit on open descriptors to the hard one; returns the soft limit before
+/// and after when it changed. Every client connection, upstream connection and body in a
+/// memory file holds a descriptor, and a common soft default of 1024 would stop the proxy
+/// accepting at about a thousand clients while the hard limit allows far more (nginx has
+/// `worker_rlimit_nofile` for this; Go's runtime raises it at start).
+pub fn raise_open_file_limit() -> io::Result<Option<(u64, u64)>> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let wanted = limit.maximum.unwrap_or(OPEN_FILES_CEILING);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if soft >= wanted {
+        return Ok(None);
+    }
+    setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum: limit.maximum })?;
+    Ok(Some((soft, wanted)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
