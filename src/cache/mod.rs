@@ -290,6 +290,9 @@ impl Cache {
     /// the shared tier (promoting hits to both).
     pub async fn lookup_exact(&self, key: &CacheKey) -> Option<CachedResponse> {
         if let Some(e) = self.memory.get(key.hash()) {
+            if let Some(disk) = self.disk.as_ref().filter(|_| e.hit_marks_disk()) {
+                disk.touch(key);
+            }
             return Some(CachedResponse {
                 head: e.head.clone(),
                 body: CachedBody::Memory(e.body.clone()),

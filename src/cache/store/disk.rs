@@ -290,6 +290,10 @@ pub struct DiskStore {
     /// Held through a reclaim: two at once could each take a pack out, and one delete a
     /// pack's tombstones while the older pack they guard against is not yet gone.
     reclaiming: Mutex<()>,
+    /// Held from a packed entry's append to its index update, by the disk writer and by a
+    /// reclaim moving a live record: a record moved while a newer one for the same key was
+    /// being written could land after it, and come back over it after a restart.
+    pack_writes: Mutex<()>,
     writes_failing: AtomicBool,
     next_tmp: AtomicU64,
     stats: Arc<DiskStats>,
@@ -371,6 +375,7 @@ impl DiskStore {
             packs_loaded: Gate::default(),
             index_loaded: AtomicBool::new(false),
             reclaiming: Mutex::new(()),
+            pack_writes: Mutex::new(()),
             writes_failing: AtomicBool::new(false),
             next_tmp: AtomicU64::new(0),
             stats,
@@ -491,10 +496,18 @@ impl DiskStore {
         }
         let mut deleted: Vec<u64> = taken.iter().map(|r| r.id).collect();
         let in_deleted = |loc: &Loc| loc.in_pack().is_some_and(|(pack, _)| deleted.contains(&pack));
-        let doomed: Vec<KeyHash> =
-            self.index.iter().filter(|(_, loc)| in_deleted(loc)).map(|(k, _)| k).collect();
-        for hash in doomed {
-            if self.index.remove_if(&hash, in_deleted).is_some() {
+        // The entries the index still keeps in those packs move to the active pack: the index
+        // decides what the disk keeps, and a pack taken for its dead bytes may hold entries in
+        // use (one served from the memory tier all along, among neighbours asked for once).
+        let live: Vec<(KeyHash, Loc)> = self.index.iter().filter(|(_, loc)| in_deleted(loc)).collect();
+        let files: Vec<(u64, Option<File>)> = deleted.iter().map(|id| (*id, packs.open_taken(*id))).collect();
+        let file_of = |loc: &Loc| {
+            let (pack, _) = loc.in_pack()?;
+            files.iter().find(|(id, _)| *id == pack).and_then(|(_, f)| f.as_ref())
+        };
+        for (hash, loc) in live {
+            let moved = file_of(&loc).is_some_and(|file| self.relocate(packs, file, hash, loc));
+            if !moved && self.index.remove_if(&hash, in_deleted).is_some() {
                 self.stats.evictions.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -518,6 +531,39 @@ impl DiskStore {
         }
         packs.delete(deleted.clone());
         tracing::debug!(packs = ?deleted, "deleted cache packs to reclaim dead space");
+    }
+
+    /// Copies the record at `old` (in a pack being deleted) to the active pack and points the
+    /// index at the copy, if the index still points at `old`. Returns whether it moved; if
+    /// not, the caller drops the entry as before.
+    fn relocate(&self, packs: &Packs, file: &File, hash: KeyHash, old: Loc) -> bool {
+        let Loc::Pack { offset, len, .. } = old else { return false };
+        let mut record = vec![0u8; len as usize];
+        if file.read_exact_at(&mut record, offset.into()).is_err() {
+            return false;
+        }
+        let _serial = self.pack_writes.lock().unwrap_or_else(|e| e.into_inner());
+        if self.index.peek(&hash) != Some(old) {
+            return false;
+        }
+        let Ok((id, at)) = packs.append(&record, Kind::Entry) else { return false };
+        let Some(new) = Loc::packed(id, at, len.into()) else {
+            packs.sub_live(id, len.into());
+            return false;
+        };
+        // Soft: the move is not a use, and must not make the entry look hot. Only a removal
+        // can change the entry meanwhile (packed records and entry files are indexed under
+        // `pack_writes`), and then the replace finds nothing.
+        if self.index.replace_with_lifecycle(hash, new, true, &mut Some((hash, new))).is_ok() {
+            return true;
+        }
+        // Removed meanwhile: the copy is dead, and a tombstone after it keeps it from coming
+        // back after a restart.
+        packs.sub_live(id, len.into());
+        if self.index.peek(&hash).and_then(|l| l.in_pack()).is_none() {
+            let _ = packs.append(&pack::tombstone_record(&hash), Kind::Tombstone);
+        }
+        false
     }
 
     /// Bytes in pack files, for tests of the space bound.
@@ -544,6 +590,12 @@ impl DiskStore {
     /// Counters.
     pub fn stats(&self) -> &DiskStats {
         &self.stats
+    }
+
+    /// Marks `key`'s entry as used, as a lookup would, without reading it: the memory tier
+    /// serves hot objects, and the disk must not age them out as unused meanwhile.
+    pub fn touch(&self, key: &CacheKey) {
+        let _ = self.index.get(key.hash());
     }
 
     /// Whether `key` may have an entry: false only when the loaded index knows it does not.
@@ -600,6 +652,7 @@ impl DiskStore {
             return Ok(());
         };
         // Records written before an error are indexed: their bytes count as live in the pack.
+        let serial = self.pack_writes.lock().unwrap_or_else(|e| e.into_inner());
         let (placed, written) = packs.append_entries(&group.records, &group.lens);
         for ((hash, len), (id, offset)) in group.keys.iter().zip(&group.lens).zip(placed) {
             // Pack numbers, offsets and record lengths fit, by `pack::create` and the pack limit.
@@ -609,6 +662,7 @@ impl DiskStore {
             };
             self.index.insert_with_lifecycle(*hash, loc, &mut Some((*hash, loc)));
         }
+        drop(serial);
         match &written {
             Ok(()) => self.note_write_ok(),
             Err(e) => self.note_write_error(e),
@@ -880,7 +934,11 @@ impl EntryWriter {
         }
         self.done = true;
         let loc = Loc::file(self.body_offset + self.written + TRAILER_LEN);
+        // Under `pack_writes`, so that a reclaim moving this key's packed record cannot put
+        // the copy over this file in the index.
+        let serial = self.store.pack_writes.lock().unwrap_or_else(|e| e.into_inner());
         self.store.index.insert_with_lifecycle(self.hash, loc, &mut Some((self.hash, loc)));
+        drop(serial);
         // Replacing a packed entry appended a tombstone, which may call for a reclaim.
         self.store.reclaim();
         Ok(())
@@ -1208,6 +1266,33 @@ mod tests {
             .count();
         // With 97% of the index hot (quick_cache's default) only the last 3% were kept.
         assert!(kept * 10 >= holds / 3 * 9, "{kept} of {} new keys kept", holds / 3);
+    }
+
+    #[test]
+    fn a_touched_entry_outlives_new_entries_and_the_pack_it_was_written_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 8 << 20, 4096).unwrap();
+        wait_loaded(&store);
+        let key = |name: &str, i: usize| CacheKey::new("http", "h", 80, &format!("/{name}{i}"));
+        let write = |k: &CacheKey, byte: u8| store.write_whole(k, &head(k), &[byte; 1000]).unwrap();
+        // Full first (about 5,000 of these), so that the two below enter as new entries.
+        (0..10_000).for_each(|i| write(&key("old", i), 1));
+        let (hot, cold) = (key("hot", 0), key("cold", 0));
+        write(&hot, 2);
+        write(&cold, 3);
+        // New entries pass through four times over; `hot` is used now and then, as memory
+        // hits mark it, and its pack is reclaimed meanwhile.
+        for i in 0..20_000 {
+            write(&key("new", i), 4);
+            if i % 500 == 0 {
+                store.touch(&hot);
+            }
+        }
+        assert!(store.lookup(&cold, 4096).is_none(), "the entry never used aged out");
+        let Some(DiskEntry { body: DiskBody::Inline(b), .. }) = store.lookup(&hot, 4096) else {
+            panic!("the entry used now and then aged out")
+        };
+        assert_eq!(&b[..], &[2u8; 1000][..]);
     }
 
     #[test]

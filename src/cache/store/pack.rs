@@ -481,6 +481,12 @@ impl Packs {
         File::open(pack_path(&self.dir, id)).ok().map(Arc::new)
     }
 
+    /// Pack `id` opened for reading whether or not the table still has it: a pack that
+    /// [`Self::reclaim`] took out is read until [`Self::delete`] removes it.
+    pub fn open_taken(&self, id: u64) -> Option<File> {
+        File::open(pack_path(&self.dir, id)).ok()
+    }
+
     /// Counts `len` more live bytes in pack `id` (the index scan found a live record).
     pub fn add_live(&self, id: u64, len: u64) {
         if let Some(p) = self.table().packs.get_mut(&id) {
@@ -500,7 +506,8 @@ impl Packs {
     /// evict oldest first (quick_cache keeps the entries that filled it hot and evicts newer,
     /// cold ones), so the oldest packs may be all live, and taking them out freed nothing the
     /// index had let go of: a full cache of new keys dropped nearly every entry at once. The
-    /// caller drops the index entries still in the packs taken, then [`Self::delete`]s them.
+    /// caller moves the index entries still in the packs taken to the active pack (dropping
+    /// those it cannot move), then [`Self::delete`]s them.
     pub fn reclaim(&self, allowance: u64) -> Vec<Reclaimed> {
         let mut t = self.table();
         let active = t.active;
