@@ -451,6 +451,12 @@ impl DiskStore {
             Ok(_) => {}
             Err(e) => tracing::warn!(pack = %format!("{id:016x}"), error = %e, "cannot read cache pack"),
         });
+        // In the order they were written: records of entries evicted since they were written
+        // come back too (evictions leave no tombstone), so there can be more than the index
+        // holds, and the index then drops what was loaded first. Loaded in the map's order,
+        // that was a random part of the cache, recent entries included, at every restart.
+        let mut live: Vec<_> = live.into_iter().collect();
+        live.sort_unstable_by_key(|(_, (pack, record))| (*pack, record.offset));
         let mut found = 0;
         for (hash, (pack, record)) in live {
             let Some(loc) = Loc::packed(pack, record.offset, record.len) else { continue };
@@ -1266,6 +1272,24 @@ mod tests {
             .count();
         // With 97% of the index hot (quick_cache's default) only the last 3% were kept.
         assert!(kept * 10 >= holds / 3 * 9, "{kept} of {} new keys kept", holds / 3);
+    }
+
+    #[test]
+    fn a_restart_keeps_the_entries_written_last_when_the_packs_hold_more_than_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |i: usize| CacheKey::new("http", "h", 80, &format!("/{i}"));
+        let (written, last) = (6_000, 1_000);
+        {
+            let store = DiskStore::open(dir.path(), 8 << 20, 4096).unwrap();
+            wait_loaded(&store);
+            // About 5,000 fit the index; the records of those it evicts stay in their packs
+            // until a reclaim takes them.
+            (0..written).for_each(|i| store.write_whole(&key(i), &head(&key(i)), &[1u8; 1000]).unwrap());
+        }
+        let store = DiskStore::open(dir.path(), 8 << 20, 4096).unwrap();
+        wait_loaded(&store);
+        let lost = (written - last..written).filter(|i| store.lookup(&key(*i), 4096).is_none()).count();
+        assert_eq!(lost, 0, "of the {last} entries written last, {lost} were lost by the restart");
     }
 
     #[test]
