@@ -14,6 +14,30 @@ fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// A raw client connection that has sent `GET url` and read nothing yet: a coalescing leader
+/// whose client can be made to leave at a chosen moment.
+async fn raw_get(url: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let uri: http::Uri = url.parse().unwrap();
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", uri.port_u16().unwrap())).await.unwrap();
+    let head = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", uri.path());
+    client.write_all(head.as_bytes()).await.unwrap();
+    client
+}
+
+/// A proxy with 4 MiB on disk (about 250 objects of 10 KB), a 256 KiB memory tier and a
+/// 64 KiB object limit: small enough for objects to pass through the disk in a test.
+fn small_tiers(origin_port: u16, dir: &std::path::Path) -> ProxyProcess {
+    ProxyBuilder::new(600, origin_port, dir)
+        .arg("--cache-size")
+        .arg("4MiB")
+        .arg("--memory-size")
+        .arg("256KiB")
+        .arg("--max-object-size")
+        .arg("64KiB")
+        .start()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn miss_then_hit_reaches_origin_once() {
     let origin = Origin::start().await;
@@ -220,7 +244,6 @@ async fn coalesced_clients_get_bytes_before_the_origin_finishes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_whose_client_goes_away_still_fills_for_the_coalesced_clients() {
     use http_body_util::BodyExt;
-    use tokio::io::AsyncWriteExt;
     let origin = Origin::start().await;
     let gate = Arc::new(Notify::new());
     origin.route(
@@ -240,9 +263,7 @@ async fn a_leader_whose_client_goes_away_still_fills_for_the_coalesced_clients()
     let uri: http::Uri = url.parse().unwrap();
 
     // The leader: a raw client that sends its request and, later, goes away.
-    let mut leader = tokio::net::TcpStream::connect(("127.0.0.1", uri.port_u16().unwrap())).await.unwrap();
-    let head = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", uri.path());
-    leader.write_all(head.as_bytes()).await.unwrap();
+    let leader = raw_get(&url).await;
     for _ in 0..500 {
         if origin.hits("/small") == 1 {
             break;
@@ -467,7 +488,6 @@ async fn disk_tier_stays_within_cache_size() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_whose_client_leaves_before_the_head_still_fetches_once_for_all() {
-    use tokio::io::AsyncWriteExt;
     let origin = Origin::start().await;
     let lm = last_modified();
     let fixed = Behaviour::Fixed {
@@ -479,13 +499,10 @@ async fn a_leader_whose_client_leaves_before_the_head_still_fetches_once_for_all
     let dir = tmp();
     let proxy = ProxyBuilder::new(60, origin.port(), dir.path()).start();
     let url = proxy.url(origin.port(), "/slow");
-    let uri: http::Uri = url.parse().unwrap();
 
     // The leader: a raw client whose request reaches the origin, and which leaves while the
     // origin has not answered yet.
-    let mut leader = tokio::net::TcpStream::connect(("127.0.0.1", uri.port_u16().unwrap())).await.unwrap();
-    let head = format!("GET {} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", uri.path());
-    leader.write_all(head.as_bytes()).await.unwrap();
+    let leader = raw_get(&url).await;
     assert!(
         eventually(Duration::from_secs(5), || origin.hits("/slow") == 1).await,
         "the leader's fetch went out"
@@ -527,14 +544,7 @@ async fn a_full_disk_tier_keeps_new_objects_asked_for_again() {
     // 4 MiB on disk (2.5 MiB for entries: about 250 of these), and a memory tier too small to
     // hold the new objects, so they come back from the disk or not at all.
     let dir = tmp();
-    let proxy = ProxyBuilder::new(600, origin.port(), dir.path())
-        .arg("--cache-size")
-        .arg("4MiB")
-        .arg("--memory-size")
-        .arg("256KiB")
-        .arg("--max-object-size")
-        .arg("64KiB")
-        .start();
+    let proxy = small_tiers(origin.port(), dir.path());
     for i in 0..old {
         assert_eq!(get(&proxy.url(origin.port(), &format!("/old/{i}")), &[]).await.status, 200);
     }
@@ -720,14 +730,7 @@ async fn an_object_hot_in_memory_keeps_its_disk_copy() {
     let dir = tmp();
     // 4 MiB on disk (about 250 of these objects), 256 KiB of memory: the hot object stays in
     // memory, and the others pass through the disk several times over.
-    let proxy = ProxyBuilder::new(600, origin.port(), dir.path())
-        .arg("--cache-size")
-        .arg("4MiB")
-        .arg("--memory-size")
-        .arg("256KiB")
-        .arg("--max-object-size")
-        .arg("64KiB")
-        .start();
+    let proxy = small_tiers(origin.port(), dir.path());
     let key = |path: &str| format!("http://127.0.0.1:{}{path}", origin.port());
     let on_disk = |path: &str| support::cache_dir::packed_entry(dir.path(), &key(path)).is_some();
     let hot = proxy.url(origin.port(), "/hot");
