@@ -126,12 +126,18 @@ async fn ttl_expiry_refetches() {
     let origin = Origin::start().await;
     origin.ok("/t", &[("last-modified", &last_modified())], "v1");
     let dir = tmp();
-    let proxy = ProxyBuilder::new(1, origin.port(), dir.path()).start();
+    // The origin's Date has whole seconds, so an entry can be up to a second old when it is
+    // stored (RFC 9111 §4.2.3 apparent age). A TTL of 3 s leaves the hit below two seconds to
+    // arrive, which a loaded CI machine needs; a TTL of 1 s made the hit a MISS there.
+    const TTL: u64 = 3;
+    let proxy = ProxyBuilder::new(TTL, origin.port(), dir.path()).start();
     get(&proxy.url(origin.port(), "/t"), &[]).await;
+    let stored = tokio::time::Instant::now();
     assert_eq!(get(&proxy.url(origin.port(), "/t"), &[]).await.header("x-cache"), Some("HIT"));
     assert_eq!(origin.hits("/t"), 1);
-    // The TTL is a duration of real time; this waits for it to pass, not for a task.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The TTL is a duration of real time; this waits for it to pass, not for a task. Past it,
+    // the entry is stale whatever its apparent age.
+    tokio::time::sleep_until(stored + Duration::from_secs(TTL) + Duration::from_millis(100)).await;
     origin.ok("/t", &[("last-modified", &last_modified())], "v2");
     let after = get(&proxy.url(origin.port(), "/t"), &[]).await;
     assert_eq!(origin.hits("/t"), 2);
