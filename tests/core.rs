@@ -38,6 +38,16 @@ fn small_tiers(origin_port: u16, dir: &std::path::Path) -> ProxyProcess {
         .start()
 }
 
+/// Object `i` for [`small_tiers`]: 10 KB of its own pattern, cacheable for the proxy's
+/// `stale_time` (it has a `Last-Modified`).
+fn ten_kb_object(i: u64, last_modified: &str) -> Behaviour {
+    Behaviour::Fixed {
+        status: 200,
+        headers: owned(&[("last-modified", last_modified)]),
+        body: Bytes::from(pattern(i, 10_000)),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn miss_then_hit_reaches_origin_once() {
     let origin = Origin::start().await;
@@ -535,11 +545,7 @@ async fn a_leader_whose_client_leaves_before_the_head_still_fetches_once_for_all
 async fn a_full_disk_tier_keeps_new_objects_asked_for_again() {
     let origin = Origin::start().await;
     let lm = last_modified();
-    let object = |i: u64| Behaviour::Fixed {
-        status: 200,
-        headers: owned(&[("last-modified", &lm)]),
-        body: Bytes::from(pattern(i, 10_000)),
-    };
+    let object = |i: u64| ten_kb_object(i, &lm);
     let (old, new) = (500, 80);
     for i in 0..old {
         origin.route(&format!("/old/{i}"), object(i));
@@ -723,11 +729,7 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
 async fn an_object_hot_in_memory_keeps_its_disk_copy() {
     let origin = Origin::start().await;
     let lm = last_modified();
-    let object = |i: u64| Behaviour::Fixed {
-        status: 200,
-        headers: owned(&[("last-modified", &lm)]),
-        body: Bytes::from(pattern(i, 10_000)),
-    };
+    let object = |i: u64| ten_kb_object(i, &lm);
     let (before, after) = (300, 1500);
     for i in 0..before + after {
         origin.route(&format!("/once/{i}"), object(i));
