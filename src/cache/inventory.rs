@@ -37,7 +37,8 @@ impl Cache {
     /// call it from `spawn_blocking`.
     pub fn entries_where(&self, keep: impl Fn(&str) -> bool) -> Vec<StoredEntry> {
         let mut all: BTreeMap<KeyHash, StoredEntry> = BTreeMap::new();
-        for (hash, e) in self.memory.entries() {
+        // Entries on their way to disk only count as in memory until written.
+        for (hash, e) in self.memory.entries().into_iter().chain(self.pending.snapshot()) {
             if keep(&e.head.key) {
                 let size = e.body.len() as u64;
                 let entry = StoredEntry { hash, head: e.head.clone(), size, in_memory: true, on_disk: false };

@@ -7,6 +7,7 @@ pub mod inventory;
 pub mod key;
 pub mod meta;
 pub mod pass_marks;
+pub mod pending;
 pub mod policy;
 pub mod shared;
 pub mod sink;
@@ -24,6 +25,7 @@ use fill::Fill;
 use key::CacheKey;
 use meta::{EntryKind, StoredHead};
 use pass_marks::PassMarks;
+use pending::PendingWrites;
 use sink::FillSink;
 use store::disk::{DiskBody, DiskStore, PackGroup};
 use store::memory::{MemEntry, MemoryTier};
@@ -140,6 +142,8 @@ pub struct Cache {
     coalescer: Arc<Coalescer>,
     limits: CacheLimits,
     pass_marks: PassMarks,
+    /// New entries that went to disk only (the memory tier was full), until written.
+    pending: Arc<PendingWrites>,
     shared: Option<Arc<shared::SharedTier>>,
     /// Removals completed so far: a disk read that straddles one must not promote its copy.
     removals: std::sync::atomic::AtomicU64,
@@ -147,7 +151,10 @@ pub struct Cache {
 
 /// One thread writes small complete entries in order: a miss then costs one queue push
 /// instead of a trip through the blocking pool, and the disk sees sequential writes.
-fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc::Sender<WriteJob>> {
+fn spawn_disk_writer(
+    disk: Arc<DiskStore>,
+    pending: Arc<PendingWrites>,
+) -> std::io::Result<tokio::sync::mpsc::Sender<WriteJob>> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<WriteJob>(WRITE_QUEUE);
     std::thread::Builder::new().name("cache-writer".into()).spawn(move || {
         let mut scratch = PackGroup::default();
@@ -161,7 +168,7 @@ fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc:
             while let Ok(job) = rx.try_recv() {
                 group.push(job);
             }
-            run_write_group(&disk, group, &mut scratch);
+            run_write_group(&disk, &pending, group, &mut scratch);
         }
     })?;
     Ok(tx)
@@ -169,34 +176,45 @@ fn spawn_disk_writer(disk: Arc<DiskStore>) -> std::io::Result<tokio::sync::mpsc:
 
 /// Runs the jobs in order. Consecutive stores are written together (one pack write for the
 /// small ones); a removal or flush waits for the stores queued before it.
-fn run_write_group(disk: &Arc<DiskStore>, group: Vec<WriteJob>, scratch: &mut PackGroup) {
+fn run_write_group(
+    disk: &Arc<DiskStore>,
+    pending: &PendingWrites,
+    group: Vec<WriteJob>,
+    scratch: &mut PackGroup,
+) {
     let mut stores: Vec<(CacheKey, Arc<StoredHead>, Bytes)> = Vec::with_capacity(group.len());
     for job in group {
         match job {
             WriteJob::Store { key, head, body } => stores.push((key, head, body)),
             WriteJob::Remove { hash, done } => {
-                write_stores(disk, &mut stores, scratch);
+                write_stores(disk, pending, &mut stores, scratch);
                 disk.remove(&hash);
                 let _ = done.send(());
             }
             WriteJob::Flush { done } => {
-                write_stores(disk, &mut stores, scratch);
+                write_stores(disk, pending, &mut stores, scratch);
                 let _ = done.send(());
             }
         }
     }
-    write_stores(disk, &mut stores, scratch);
+    write_stores(disk, pending, &mut stores, scratch);
 }
 
 fn write_stores(
     disk: &Arc<DiskStore>,
+    pending: &PendingWrites,
     stores: &mut Vec<(CacheKey, Arc<StoredHead>, Bytes)>,
     scratch: &mut PackGroup,
 ) {
     if !stores.is_empty() {
         let entries: Vec<_> = stores.iter().map(|(k, h, b)| (k, &**h, &b[..])).collect();
-        // Failures are counted and logged by the store; the entries stay in memory.
+        // Failures are counted and logged by the store. Entries in the memory tier stay
+        // there; entries that went to disk only are lost (a miss next time), and while
+        // writes fail new entries go to memory again (see `store_complete`).
         let _ = disk.write_group(&entries, scratch);
+        for (key, head, _) in stores.iter() {
+            pending.written(key.hash(), head);
+        }
         stores.clear();
     }
 }
@@ -208,8 +226,9 @@ impl Cache {
             Some(d) => Some(DiskStore::open(d, limits.disk_bytes, limits.max_object)?),
             None => None,
         };
+        let pending = Arc::new(PendingWrites::default());
         let writes = match &disk {
-            Some(d) => Some(spawn_disk_writer(d.clone())?),
+            Some(d) => Some(spawn_disk_writer(d.clone(), pending.clone())?),
             None => None,
         };
         let memory = MemoryTier::new(limits.memory_bytes, limits.max_object);
@@ -221,6 +240,7 @@ impl Cache {
             coalescer: Arc::default(),
             limits,
             pass_marks,
+            pending,
             shared: None,
             removals: Default::default(),
         })
@@ -293,6 +313,15 @@ impl Cache {
             if let Some(disk) = self.disk.as_ref().filter(|_| e.hit_marks_disk()) {
                 disk.touch(key);
             }
+            return Some(CachedResponse {
+                head: e.head.clone(),
+                body: CachedBody::Memory(e.body.clone()),
+                tier: Tier::Memory,
+            });
+        }
+        // Asked for again while on its way to disk only: it has earned its place in memory.
+        if let Some(e) = self.pending.get(key.hash()) {
+            self.memory.insert(*key.hash(), e.clone());
             return Some(CachedResponse {
                 head: e.head.clone(),
                 body: CachedBody::Memory(e.body.clone()),
@@ -374,19 +403,39 @@ impl Cache {
         Some((fill, sink))
     }
 
-    /// Makes a completed in-memory body a memory-tier entry.
-    pub fn insert_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
-        self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
+    /// Makes a completed body already on disk a memory-tier entry, unless the memory tier is
+    /// full: then it earns its place by being asked for again (its first disk hit promotes it).
+    pub fn admit_to_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
+        if !self.memory.is_full() {
+            self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
+        }
     }
 
-    /// Stores a complete response in memory and queues it for the disk writer thread. When
-    /// the disk cannot keep up and the queue is full, the disk copy is skipped (and counted):
-    /// waiting would pile up pending entries in memory without bound.
+    /// Stores a complete response: in memory and queued for the disk writer thread; or, once
+    /// the memory tier is full, queued for the disk writer only (and findable in `pending`
+    /// until written), so that it earns its place in memory by being asked for again. Putting
+    /// every new object in a full memory tier made each miss pay for an eviction as well.
+    /// When the disk cannot keep up and the queue is full, the disk copy is skipped (and
+    /// counted) and the entry is kept in memory: waiting would pile up entries without bound.
     pub async fn store_complete(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
-        self.insert_memory(key, head.clone(), body.clone());
-        if let (Some(tx), Some(disk)) = (&self.writes, &self.disk) {
-            if tx.try_send(WriteJob::Store { key: key.clone(), head, body }).is_err() {
-                disk.stats().writes_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hash = *key.hash();
+        let (Some(tx), Some(disk)) = (&self.writes, &self.disk) else {
+            self.memory.insert(hash, Arc::new(MemEntry::new(head, body)));
+            return;
+        };
+        let entry = Arc::new(MemEntry::new(head.clone(), body.clone()));
+        // While writes fail, the disk copy would be lost: keep new entries in memory.
+        let disk_only = self.memory.is_full() && !disk.writes_failing();
+        if disk_only {
+            self.pending.insert(hash, entry.clone());
+        } else {
+            self.memory.insert(hash, entry.clone());
+        }
+        if tx.try_send(WriteJob::Store { key: key.clone(), head, body }).is_err() {
+            disk.stats().writes_skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if disk_only {
+                self.pending.remove(&hash);
+                self.memory.insert(hash, entry);
             }
         }
     }
@@ -414,6 +463,7 @@ impl Cache {
     /// Drops an entry whose body failed its checksum while streaming: logged and counted.
     pub async fn drop_corrupt(&self, hash: &key::KeyHash) {
         self.memory.remove(hash);
+        self.pending.remove(hash);
         if let Some(disk) = self.disk.clone() {
             let hash = *hash;
             let _ = tokio::task::spawn_blocking(move || disk.drop_corrupt(&hash, &"body checksum mismatch"))
@@ -426,6 +476,7 @@ impl Cache {
     /// still pending, and returns once it is done: an invalidated entry cannot reappear.
     pub async fn remove(&self, key: &CacheKey) {
         self.memory.remove(key.hash());
+        self.pending.remove(key.hash());
         self.pass_marks.clear(key.hash());
         let hash = *key.hash();
         self.remove_from_disk(hash).await;
@@ -468,5 +519,91 @@ impl Cache {
     /// Number of fetches in flight.
     pub fn in_flight(&self) -> usize {
         self.coalescer.in_flight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meta::from_millis;
+
+    fn head(key: &CacheKey) -> Arc<StoredHead> {
+        Arc::new(StoredHead {
+            kind: EntryKind::Response,
+            key: key.url().to_string(),
+            status: http::StatusCode::OK,
+            headers: HeaderMap::new(),
+            request_time: from_millis(1),
+            response_time: from_millis(2),
+        })
+    }
+
+    fn key(i: usize) -> CacheKey {
+        CacheKey::from_url(format!("http://h:80/{i}"))
+    }
+
+    /// Stores objects until the memory tier counts as full; returns how many it took.
+    async fn fill_memory(cache: &Cache) -> usize {
+        for i in 0..10_000 {
+            if cache.memory().is_full() {
+                return i;
+            }
+            cache.store_complete(&key(i), head(&key(i)), Bytes::from(vec![b'x'; 2048])).await;
+        }
+        panic!("the memory tier never filled");
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_tier_admits_a_new_object_when_it_is_asked_for_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 256 << 10, max_object: 1 << 16 };
+        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        let filled = fill_memory(&cache).await;
+        let new = CacheKey::from_url("http://h:80/new".into());
+        cache.store_complete(&new, head(&new), Bytes::from_static(b"new body")).await;
+        assert!(cache.memory().get(new.hash()).is_none(), "a full tier takes a new object on disk only");
+
+        // Asked for again before the disk writer got to it: found, and now in memory.
+        let hit = cache.lookup_exact(&new).await.expect("found while on its way to disk");
+        assert!(matches!(&hit.body, CachedBody::Memory(b) if b == &b"new body"[..]));
+        assert!(cache.memory().get(new.hash()).is_some(), "asked for again: admitted");
+
+        // One never asked for again is on disk after the writer's group, and only there.
+        let once = CacheKey::from_url("http://h:80/once".into());
+        cache.store_complete(&once, head(&once), Bytes::from_static(b"once")).await;
+        cache.flush().await;
+        assert!(cache.pending.is_empty(), "the writer forgets what it wrote");
+        assert!(cache.memory().get(once.hash()).is_none());
+        let hit = cache.lookup_exact(&once).await.expect("on disk");
+        assert_eq!(hit.tier, Tier::Disk);
+        assert!(cache.memory().get(once.hash()).is_some(), "its first disk hit promotes it");
+        assert!(filled > 10, "the tier held {filled} objects before it was full");
+    }
+
+    #[tokio::test]
+    async fn an_object_removed_on_its_way_to_disk_is_not_found_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 256 << 10, max_object: 1 << 16 };
+        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        fill_memory(&cache).await;
+        let gone = CacheKey::from_url("http://h:80/gone".into());
+        cache.store_complete(&gone, head(&gone), Bytes::from_static(b"gone")).await;
+        assert_eq!(cache.entries_where(|k| k.ends_with("/gone")).len(), 1, "listed (and so purgeable)");
+        cache.remove(&gone).await;
+        assert!(cache.lookup_exact(&gone).await.is_none());
+        cache.flush().await;
+        assert!(cache.lookup_exact(&gone).await.is_none(), "the queued write did not bring it back");
+    }
+
+    #[tokio::test]
+    async fn a_memory_tier_with_room_takes_every_new_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 16 << 20, max_object: 1 << 16 };
+        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        for i in 0..100 {
+            cache.store_complete(&key(i), head(&key(i)), Bytes::from_static(b"small")).await;
+            assert!(cache.memory().get(key(i).hash()).is_some());
+        }
+        assert!(cache.pending.is_empty());
     }
 }

@@ -593,6 +593,11 @@ impl DiskStore {
         (self.index.len(), self.index.weight())
     }
 
+    /// Whether the last write failed (the tier is degraded to pass-through until one works).
+    pub fn writes_failing(&self) -> bool {
+        self.writes_failing.load(Ordering::Relaxed)
+    }
+
     /// Counters.
     pub fn stats(&self) -> &DiskStats {
         &self.stats

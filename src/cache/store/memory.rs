@@ -1,7 +1,7 @@
 //! The memory tier: hot objects kept whole, so a hit in the working set touches no disk.
 //! Bounded by bytes with quick_cache's S3-FIFO-like eviction.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -80,7 +80,19 @@ pub struct MemoryTier {
     cache: QuickCache<KeyHash, Arc<MemEntry>, EntryWeighter, DefaultHashBuilder, CountEvictions>,
     evictions: CountEvictions,
     max_object: u64,
+    capacity: u64,
+    /// Whether the tier was found full at the last check (see [`MemoryTier::is_full`]).
+    full: AtomicBool,
+    full_checks: AtomicU32,
 }
+
+/// The tier counts as full from this share of its capacity (1/32 below it): quick_cache
+/// evicts per shard, so the total stays a little under the capacity once it evicts.
+const FULL_MARGIN_DIVISOR: u64 = 32;
+
+/// `is_full` sums the shards' weights once in this many calls: the sum takes each shard's
+/// lock, and it runs on every miss.
+const FULL_CHECK_EVERY: u32 = 64;
 
 impl MemoryTier {
     /// A tier of `capacity` bytes holding objects of up to `max_object` bytes.
@@ -97,7 +109,25 @@ impl MemoryTier {
         // A shard holds capacity/shards bytes; keep objects well below that so one large body
         // cannot flush a whole shard.
         let max_object = max_object.min(capacity / 16);
-        Self { cache, evictions, max_object }
+        let capacity = capacity.max(1);
+        Self {
+            cache,
+            evictions,
+            max_object,
+            capacity,
+            full: AtomicBool::new(false),
+            full_checks: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the tier is full, so that a new entry would evict another. Refreshed from the
+    /// shards' weights once every few calls.
+    pub fn is_full(&self) -> bool {
+        if self.full_checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(FULL_CHECK_EVERY) {
+            let full = self.cache.weight() >= self.capacity - self.capacity / FULL_MARGIN_DIVISOR;
+            self.full.store(full, Ordering::Relaxed);
+        }
+        self.full.load(Ordering::Relaxed)
     }
 
     /// Largest body this tier accepts.
