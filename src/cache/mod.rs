@@ -405,8 +405,10 @@ impl Cache {
 
     /// Makes a completed body already on disk a memory-tier entry, unless the memory tier is
     /// full: then it earns its place by being asked for again (its first disk hit promotes it).
+    /// An entry the tier already holds for the key is replaced in any case: left there, the
+    /// older response would keep being found first.
     pub fn admit_to_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
-        if !self.memory.is_full() {
+        if !self.memory.is_full() || self.memory.contains(key.hash()) {
             self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
         }
     }
@@ -424,8 +426,10 @@ impl Cache {
             return;
         };
         let entry = Arc::new(MemEntry::new(head.clone(), body.clone()));
-        // While writes fail, the disk copy would be lost: keep new entries in memory.
-        let disk_only = self.memory.is_full() && !disk.writes_failing();
+        // While writes fail, the disk copy would be lost: keep new entries in memory. A key the
+        // tier already holds (a refetched or revalidated response) is replaced there: left,
+        // the older response would keep being found first.
+        let disk_only = self.memory.is_full() && !disk.writes_failing() && !self.memory.contains(&hash);
         if disk_only {
             self.pending.insert(hash, entry.clone());
         } else {
@@ -593,6 +597,24 @@ mod tests {
         assert!(cache.lookup_exact(&gone).await.is_none());
         cache.flush().await;
         assert!(cache.lookup_exact(&gone).await.is_none(), "the queued write did not bring it back");
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_tier_replaces_a_key_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 256 << 10, max_object: 1 << 16 };
+        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        let filled = fill_memory(&cache).await;
+        let held =
+            (0..filled).map(key).find(|k| cache.memory().contains(k.hash())).expect("some object held");
+        // A refetched (or revalidated) response for a key in memory must replace it there:
+        // left, the older response would keep being found first.
+        cache.store_complete(&held, head(&held), Bytes::from_static(b"newer")).await;
+        let hit = cache.lookup_exact(&held).await.unwrap();
+        assert!(matches!(&hit.body, CachedBody::Memory(b) if b == &b"newer"[..]));
+        cache.admit_to_memory(&held, head(&held), Bytes::from_static(b"newest"));
+        let hit = cache.lookup_exact(&held).await.unwrap();
+        assert!(matches!(&hit.body, CachedBody::Memory(b) if b == &b"newest"[..]));
     }
 
     #[tokio::test]

@@ -140,6 +140,11 @@ impl MemoryTier {
         self.cache.get(hash)
     }
 
+    /// Whether an entry for `hash` is held (not counted as a use).
+    pub fn contains(&self, hash: &KeyHash) -> bool {
+        self.cache.contains_key(hash)
+    }
+
     /// Stores an entry if it fits.
     pub fn insert(&self, hash: KeyHash, entry: Arc<MemEntry>) {
         if entry.body.len() as u64 <= self.max_object {
