@@ -546,6 +546,15 @@ mod tests {
         CacheKey::from_url(format!("http://h:80/{i}"))
     }
 
+    /// A cache on a temporary directory (kept alive by the returned guard) with a memory tier
+    /// of `memory_bytes`.
+    fn cache_with_memory(memory_bytes: u64) -> (tempfile::TempDir, Cache) {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes, max_object: 1 << 16 };
+        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        (dir, cache)
+    }
+
     /// Stores objects until the memory tier counts as full; returns how many it took.
     async fn fill_memory(cache: &Cache) -> usize {
         for i in 0..10_000 {
@@ -559,9 +568,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_memory_tier_admits_a_new_object_when_it_is_asked_for_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 256 << 10, max_object: 1 << 16 };
-        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        let (_dir, cache) = cache_with_memory(256 << 10);
         let filled = fill_memory(&cache).await;
         let new = CacheKey::from_url("http://h:80/new".into());
         cache.store_complete(&new, head(&new), Bytes::from_static(b"new body")).await;
@@ -586,9 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_object_removed_on_its_way_to_disk_is_not_found_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 256 << 10, max_object: 1 << 16 };
-        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        let (_dir, cache) = cache_with_memory(256 << 10);
         fill_memory(&cache).await;
         let gone = CacheKey::from_url("http://h:80/gone".into());
         cache.store_complete(&gone, head(&gone), Bytes::from_static(b"gone")).await;
@@ -601,9 +606,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_memory_tier_replaces_a_key_it_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 256 << 10, max_object: 1 << 16 };
-        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        let (_dir, cache) = cache_with_memory(256 << 10);
         let filled = fill_memory(&cache).await;
         let held =
             (0..filled).map(key).find(|k| cache.memory().contains(k.hash())).expect("some object held");
@@ -619,9 +622,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_memory_tier_with_room_takes_every_new_object() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = CacheLimits { disk_bytes: 64 << 20, memory_bytes: 16 << 20, max_object: 1 << 16 };
-        let cache = Cache::open(Some(dir.path()), limits).unwrap();
+        let (_dir, cache) = cache_with_memory(16 << 20);
         for i in 0..100 {
             cache.store_complete(&key(i), head(&key(i)), Bytes::from_static(b"small")).await;
             assert!(cache.memory().get(key(i).hash()).is_some());

@@ -51,14 +51,9 @@ impl PendingWrites {
         self.entries.lock().iter().map(|(h, e)| (*h, e.clone())).collect()
     }
 
-    /// Number of entries waiting.
-    pub fn len(&self) -> usize {
-        self.entries.lock().len()
-    }
-
     /// Whether none is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.lock().is_empty()
     }
 }
 
