@@ -43,6 +43,8 @@ async fn metrics_count_requests_results_bytes_and_tiers() {
     assert!(sample(&text, r#"httpcache_tier_capacity_bytes{tier="disk"}"#).is_some());
     assert_eq!(sample(&text, r#"httpcache_evictions_total{tier="disk"}"#), Some(0.0));
     assert_eq!(sample(&text, r#"httpcache_evictions_total{tier="memory"}"#), Some(0.0));
+    assert_eq!(sample(&text, r#"httpcache_memory_admissions_total{outcome="deferred"}"#), Some(0.0));
+    assert_eq!(sample(&text, r#"httpcache_memory_admissions_total{outcome="promoted"}"#), Some(0.0));
     assert!(sample(&text, "httpcache_uptime_seconds").is_some_and(|u| u >= 0.0));
     assert!(text.contains(r#"httpcache_build_info{version=""#), "{text}");
     assert_eq!(origin.hits("/a"), 1);
@@ -56,6 +58,49 @@ async fn metrics_count_requests_results_bytes_and_tiers() {
     drop(first);
     drop(second);
     assert!(scrape_until(port, |t| open(t) == 0.0).await, "closed connections are uncounted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_memory_tier_defers_new_objects_and_counts_their_promotion() {
+    let origin = Origin::start().await;
+    let body = "x".repeat(4096);
+    let paths: Vec<String> = (0..200).map(|i| format!("/o{i}")).collect();
+    for p in &paths {
+        cacheable(&origin, p, &body);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyBuilder::new(300, origin.port(), dir.path())
+        .arg("--admin-port")
+        .arg("0")
+        .arg("--memory-size")
+        .arg("256KiB")
+        .start();
+    let port = proxy.admin_port();
+    // 200 objects of 4 KiB: the 256 KiB tier is full after about 60 of them.
+    for p in &paths {
+        let got = get(&proxy.url(origin.port(), p), &[]).await;
+        assert_eq!((got.status.as_u16(), got.header("x-cache")), (200, Some("MISS")));
+    }
+    let metrics =
+        || async { String::from_utf8(get(&admin_url(port, "/metrics"), &[]).await.body.to_vec()).unwrap() };
+    let admitted = |text: &str, outcome: &str| {
+        sample(text, &format!(r#"httpcache_memory_admissions_total{{outcome="{outcome}"}}"#)).unwrap()
+    };
+    let text = metrics().await;
+    let deferred = admitted(&text, "deferred");
+    assert!((100.0..=200.0).contains(&deferred), "most late objects went to disk only: {text}");
+
+    // The last object, asked for again, is a hit (from disk or the writer's queue) and is
+    // taken into memory.
+    let last = paths.last().unwrap();
+    let promoted = admitted(&text, "promoted");
+    let again = get(&proxy.url(origin.port(), last), &[]).await;
+    assert_eq!((again.header("x-cache"), again.body.len()), (Some("HIT"), body.len()));
+    assert_eq!(origin.hits(last), 1);
+    let text = metrics().await;
+    assert_eq!(admitted(&text, "promoted"), promoted + 1.0, "{text}");
+    let stats = json(&get(&admin_url(port, "/api/stats"), &[]).await);
+    assert_eq!(stats["disk"]["memory_deferred"].as_f64(), Some(deferred), "{stats}");
 }
 
 /// Scrapes /metrics until `ok` accepts the text (bounded).

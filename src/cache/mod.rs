@@ -321,7 +321,7 @@ impl Cache {
         }
         // Asked for again while on its way to disk only: it has earned its place in memory.
         if let Some(e) = self.pending.get(key.hash()) {
-            self.memory.insert(*key.hash(), e.clone());
+            self.memory.promote(*key.hash(), e.clone());
             return Some(CachedResponse {
                 head: e.head.clone(),
                 body: CachedBody::Memory(e.body.clone()),
@@ -352,7 +352,7 @@ impl Cache {
                 // Not promoted if a removal finished while the disk was read (see `remove`).
                 if self.removals.load(std::sync::atomic::Ordering::SeqCst) == removals {
                     let promoted = Arc::new(MemEntry::new(head.clone(), bytes));
-                    self.memory.insert(*key.hash(), promoted.clone());
+                    self.memory.promote(*key.hash(), promoted.clone());
                     CachedBody::Memory(promoted.body.clone())
                 } else {
                     CachedBody::Memory(bytes)
@@ -410,6 +410,8 @@ impl Cache {
     pub fn admit_to_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
         if !self.memory.is_full() || self.memory.contains(key.hash()) {
             self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
+        } else {
+            self.memory.defer();
         }
     }
 
@@ -441,6 +443,8 @@ impl Cache {
                 self.pending.remove(&hash);
                 self.memory.insert(hash, entry);
             }
+        } else if disk_only {
+            self.memory.defer();
         }
     }
 
@@ -570,14 +574,17 @@ mod tests {
     async fn a_full_memory_tier_admits_a_new_object_when_it_is_asked_for_again() {
         let (_dir, cache) = cache_with_memory(256 << 10);
         let filled = fill_memory(&cache).await;
+        let (deferred, promoted) = cache.memory().admissions();
         let new = CacheKey::from_url("http://h:80/new".into());
         cache.store_complete(&new, head(&new), Bytes::from_static(b"new body")).await;
         assert!(cache.memory().get(new.hash()).is_none(), "a full tier takes a new object on disk only");
 
         // Asked for again before the disk writer got to it: found, and now in memory.
+        assert_eq!(cache.memory().admissions(), (deferred + 1, promoted), "one object deferred");
         let hit = cache.lookup_exact(&new).await.expect("found while on its way to disk");
         assert!(matches!(&hit.body, CachedBody::Memory(b) if b == &b"new body"[..]));
         assert!(cache.memory().get(new.hash()).is_some(), "asked for again: admitted");
+        assert_eq!(cache.memory().admissions(), (deferred + 1, promoted + 1), "and promoted");
 
         // One never asked for again is on disk after the writer's group, and only there.
         let once = CacheKey::from_url("http://h:80/once".into());
@@ -588,6 +595,7 @@ mod tests {
         let hit = cache.lookup_exact(&once).await.expect("on disk");
         assert_eq!(hit.tier, Tier::Disk);
         assert!(cache.memory().get(once.hash()).is_some(), "its first disk hit promotes it");
+        assert_eq!(cache.memory().admissions(), (deferred + 2, promoted + 2));
         assert!(filled > 10, "the tier held {filled} objects before it was full");
     }
 
@@ -628,5 +636,6 @@ mod tests {
             assert!(cache.memory().get(key(i).hash()).is_some());
         }
         assert!(cache.pending.is_empty());
+        assert_eq!(cache.memory().admissions(), (0, 0), "nothing deferred, nothing promoted");
     }
 }

@@ -35,6 +35,10 @@ pub struct DiskCounters {
     pub evictions: u64,
     /// Entries evicted from the memory tier to stay within `--memory-size`.
     pub memory_evictions: u64,
+    /// New objects kept out of the full memory tier, stored on disk only until asked for again.
+    pub memory_deferred: u64,
+    /// Entries the memory tier took in on a hit below it (a write on its way to disk, or disk).
+    pub memory_promoted: u64,
     /// Failed writes.
     pub write_errors: u64,
     /// Disk copies skipped because the writer was behind.
@@ -87,13 +91,16 @@ impl CacheCollector {
     /// The disk tier's counters (zero without a disk tier).
     pub fn disk_counters(&self) -> DiskCounters {
         let memory_evictions = self.cache.memory().evictions();
+        let (memory_deferred, memory_promoted) = self.cache.memory().admissions();
         let Some(disk) = self.cache.disk() else {
-            return DiskCounters { memory_evictions, ..Default::default() };
+            return DiskCounters { memory_evictions, memory_deferred, memory_promoted, ..Default::default() };
         };
         let s = disk.stats();
         DiskCounters {
             evictions: s.evictions.load(Ordering::Relaxed),
             memory_evictions,
+            memory_deferred,
+            memory_promoted,
             write_errors: s.write_errors.load(Ordering::Relaxed),
             writes_skipped: s.writes_skipped.load(Ordering::Relaxed),
             corrupt_dropped: s.corrupt_dropped.load(Ordering::Relaxed),
@@ -124,6 +131,8 @@ impl Collector for CacheCollector {
         let d = self.disk_counters();
         let by_tier = [("memory", d.memory_evictions), ("disk", d.evictions)];
         labelled_counter(&mut encoder, names::EVICTIONS, "tier", &by_tier)?;
+        let admissions = [("deferred", d.memory_deferred), ("promoted", d.memory_promoted)];
+        labelled_counter(&mut encoder, names::MEMORY_ADMISSIONS, "outcome", &admissions)?;
         labelled_counter(&mut encoder, names::WRITE_ERRORS, "tier", &[("disk", d.write_errors)])?;
         labelled_counter(&mut encoder, names::WRITES_SKIPPED, "tier", &[("disk", d.writes_skipped)])?;
         labelled_counter(&mut encoder, names::CORRUPT_DROPPED, "tier", &[("disk", d.corrupt_dropped)])?;

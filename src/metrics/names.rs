@@ -37,6 +37,11 @@ pub const TIER_CAPACITY: (&str, &str) =
 /// Entries evicted from the disk tier (counter).
 pub const EVICTIONS: (&str, &str) =
     ("httpcache_evictions", "Entries evicted to stay within the bound, per tier.");
+/// How objects entered the memory tier other than on a miss (counter).
+pub const MEMORY_ADMISSIONS: (&str, &str) = (
+    "httpcache_memory_admissions",
+    "New objects kept out of the full memory tier, on disk only until asked for again (deferred); entries taken into it on a hit from below (promoted).",
+);
 /// Failed cache writes (counter).
 pub const WRITE_ERRORS: (&str, &str) =
     ("httpcache_write_errors", "Failed cache writes (each one degraded a response to pass-through).");

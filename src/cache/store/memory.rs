@@ -75,10 +75,20 @@ impl Lifecycle<KeyHash, Arc<MemEntry>> for CountEvictions {
     }
 }
 
+/// How entries came into the tier other than on a miss (for the metrics).
+#[derive(Default)]
+struct AdmissionCounts {
+    /// New objects kept out because the tier was full (stored on disk only).
+    deferred: AtomicU64,
+    /// Entries taken in on a hit below this tier (a write on its way to disk, or the disk).
+    promoted: AtomicU64,
+}
+
 /// The memory tier.
 pub struct MemoryTier {
     cache: QuickCache<KeyHash, Arc<MemEntry>, EntryWeighter, DefaultHashBuilder, CountEvictions>,
     evictions: CountEvictions,
+    admissions: AdmissionCounts,
     max_object: u64,
     capacity: u64,
     /// Whether the tier was found full at the last check (see [`MemoryTier::is_full`]).
@@ -113,6 +123,7 @@ impl MemoryTier {
         Self {
             cache,
             evictions,
+            admissions: AdmissionCounts::default(),
             max_object,
             capacity,
             full: AtomicBool::new(false),
@@ -150,6 +161,26 @@ impl MemoryTier {
         if entry.body.len() as u64 <= self.max_object {
             self.cache.insert_with_lifecycle(hash, entry, &mut Some(hash));
         }
+    }
+
+    /// Stores an entry found below this tier on a hit (counted as a promotion).
+    pub fn promote(&self, hash: KeyHash, entry: Arc<MemEntry>) {
+        if entry.body.len() as u64 <= self.max_object {
+            self.admissions.promoted.fetch_add(1, Ordering::Relaxed);
+            self.cache.insert_with_lifecycle(hash, entry, &mut Some(hash));
+        }
+    }
+
+    /// Notes a new object kept out of the full tier: it earns its place by being asked for
+    /// again, through [`MemoryTier::promote`].
+    pub fn defer(&self) {
+        self.admissions.deferred.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// New objects kept out of the full tier, and entries promoted into it, so far.
+    pub fn admissions(&self) -> (u64, u64) {
+        let a = &self.admissions;
+        (a.deferred.load(Ordering::Relaxed), a.promoted.load(Ordering::Relaxed))
     }
 
     /// Removes an entry.
