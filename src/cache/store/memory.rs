@@ -158,17 +158,23 @@ impl MemoryTier {
 
     /// Stores an entry if it fits.
     pub fn insert(&self, hash: KeyHash, entry: Arc<MemEntry>) {
-        if entry.body.len() as u64 <= self.max_object {
-            self.cache.insert_with_lifecycle(hash, entry, &mut Some(hash));
+        self.put(hash, entry);
+    }
+
+    /// Stores an entry found below this tier on a hit, if it fits (counted as a promotion).
+    pub fn promote(&self, hash: KeyHash, entry: Arc<MemEntry>) {
+        if self.put(hash, entry) {
+            self.admissions.promoted.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Stores an entry found below this tier on a hit (counted as a promotion).
-    pub fn promote(&self, hash: KeyHash, entry: Arc<MemEntry>) {
-        if entry.body.len() as u64 <= self.max_object {
-            self.admissions.promoted.fetch_add(1, Ordering::Relaxed);
+    /// Stores an entry if it fits; returns whether it did.
+    fn put(&self, hash: KeyHash, entry: Arc<MemEntry>) -> bool {
+        let fits = entry.body.len() as u64 <= self.max_object;
+        if fits {
             self.cache.insert_with_lifecycle(hash, entry, &mut Some(hash));
         }
+        fits
     }
 
     /// Notes a new object kept out of the full tier: it earns its place by being asked for
@@ -219,6 +225,17 @@ mod tests {
             response_time: from_millis(2),
         });
         Arc::new(MemEntry::new(head, Bytes::from(vec![0u8; body])))
+    }
+
+    #[test]
+    fn promotions_are_counted_only_when_the_entry_fits() {
+        let tier = MemoryTier::new(64 * 1024, 4096);
+        tier.promote([1; 32], entry(100));
+        tier.promote([2; 32], entry(8192));
+        tier.defer();
+        assert_eq!(tier.admissions(), (1, 1));
+        assert!(tier.get(&[1; 32]).is_some());
+        assert!(tier.get(&[2; 32]).is_none(), "above the tier's object limit");
     }
 
     #[test]
