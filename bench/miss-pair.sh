@@ -12,61 +12,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=${1:-3}
 prefill=${2:-0}
-ats_setup=../shared/bench/conf/trafficserver-setup.sh
-origin_port=28600 ours_port=28690 ats_port=28684
-cargo build --release --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/httpcache-proxy"
-dir=$(mktemp -d /tmp/httpcache-misspair.XXXXXX)
-chmod 755 "$dir"   # nginx workers and Traffic Server drop root and must reach their files
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
+source bench/pair-servers.sh
+one_kilobyte() { mkdir -p "$1/obj" && head -c 1024 /dev/urandom > "$1/obj/1k.bin"; }
+pair_servers_start misspair 28600 28690 28684 one_kilobyte
 
-mkdir -p "$dir/www/obj" "$dir/origin"
-head -c 1024 /dev/urandom > "$dir/www/obj/1k.bin"
-# As the harness's origin: sendfile on, so a 1 KB answer leaves as a head and a body write.
-cat > "$dir/origin/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/origin/nginx.pid;
-error_log $dir/origin/error.log warn;
-events { worker_connections 4096; multi_accept on; }
-http {
-    sendfile on; tcp_nopush off; tcp_nodelay on;
-    keepalive_timeout 65s; keepalive_requests 1000000; access_log off;
-    client_body_temp_path $dir/origin; proxy_temp_path $dir/origin;
-    fastcgi_temp_path $dir/origin; uwsgi_temp_path $dir/origin; scgi_temp_path $dir/origin;
-    server { listen 127.0.0.1:$origin_port backlog=4096 reuseport; root $dir/www; }
-}
-EOF
-taskset -c 0 nginx -c "$dir/origin/nginx.conf" & pids+=($!)
-"$ats_setup" "$dir/ats" "$ats_port" "$origin_port" > /dev/null
-# Traffic Server binds its event threads itself (to both CPUs by default); 4 binds event
-# thread n to processing unit n, so its one event thread stays on CPU 0.
-PROXY_CONFIG_EXEC_THREAD_AFFINITY=4 taskset -c 0 traffic_server --run-root="$dir/ats/runroot.yaml" \
-    > "$dir/ats.log" 2>&1 & ats=$!; pids+=($ats)
-taskset -c 0 "$bin" 60 --port "$ours_port" --upstream-port "$origin_port" --cache-dir "$dir/hc" \
-    > "$dir/ours.log" 2>&1 & ours=$!; pids+=($ours)
-
-ready() { curl -s -o /dev/null -f "$1"; }
-up=
-for _ in $(seq 300); do
-    if ready "http://127.0.0.1:$ours_port/127.0.0.1:$origin_port/obj/1k.bin" \
-        && ready "http://127.0.0.1:$ats_port/obj/1k.bin"; then up=1; break; fi
-    sleep 0.1
-done
-if [ -z "$up" ]; then
-    echo "servers not ready after 30 s; logs:" >&2
-    tail -5 "$dir/ours.log" "$dir/ats.log" "$dir/origin/error.log" >&2 || true
-    exit 1
-fi
-origin_worker=$(pgrep -P "$(cat "$dir/origin/nginx.pid")" | head -1)
-
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 load() { # name url seconds -> wrk output
     cat > "$dir/m.lua" <<EOF
 local n = 0

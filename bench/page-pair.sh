@@ -17,64 +17,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rounds=${1:-3}
 loads=${2:-4}
 conns=${3:-6}
-shared=../shared/bench
-origin_port=28700 ours_port=28790 ats_port=28784
-cargo build --release --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/httpcache-proxy"
-dir=$(mktemp -d /tmp/httpcache-pagepair.XXXXXX)
-chmod 755 "$dir"   # nginx workers and Traffic Server drop root and must reach their files
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-python3 "$shared/make-site.py" --out "$dir/www" > /dev/null
-mkdir -p "$dir/origin"
-# As the harness's origin: sendfile on, no nopush.
-cat > "$dir/origin/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $dir/origin/nginx.pid;
-error_log $dir/origin/error.log warn;
-events { worker_connections 4096; multi_accept on; }
-http {
-    sendfile on; tcp_nopush off; tcp_nodelay on;
-    keepalive_timeout 65s; keepalive_requests 1000000; access_log off;
-    client_body_temp_path $dir/origin; proxy_temp_path $dir/origin;
-    fastcgi_temp_path $dir/origin; uwsgi_temp_path $dir/origin; scgi_temp_path $dir/origin;
-    server { listen 127.0.0.1:$origin_port backlog=4096 reuseport; root $dir/www; }
-}
-EOF
-taskset -c 0 nginx -c "$dir/origin/nginx.conf" & pids+=($!)
-"$shared/conf/trafficserver-setup.sh" "$dir/ats" "$ats_port" "$origin_port" > /dev/null
-# Traffic Server binds its event threads itself (to both CPUs by default); 4 binds event
-# thread n to processing unit n, so its one event thread stays on CPU 0.
-PROXY_CONFIG_EXEC_THREAD_AFFINITY=4 taskset -c 0 traffic_server --run-root="$dir/ats/runroot.yaml" \
-    > "$dir/ats.log" 2>&1 & ats=$!; pids+=($ats)
-taskset -c 0 "$bin" 60 --port "$ours_port" --upstream-port "$origin_port" --cache-dir "$dir/hc" \
-    > "$dir/ours.log" 2>&1 & ours=$!; pids+=($ours)
-
-ready() { curl -s -o /dev/null -f "$1"; }
-up=
-for _ in $(seq 300); do
-    if ready "http://127.0.0.1:$ours_port/127.0.0.1:$origin_port/obj/1k.bin" \
-        && ready "http://127.0.0.1:$ats_port/obj/1k.bin"; then up=1; break; fi
-    sleep 0.1
-done
-if [ -z "$up" ]; then
-    echo "servers not ready after 30 s; logs:" >&2
-    tail -5 "$dir/ours.log" "$dir/ats.log" "$dir/origin/error.log" >&2 || true
-    exit 1
-fi
-origin_worker=$(pgrep -P "$(cat "$dir/origin/nginx.pid")" | head -1)
+source bench/pair-servers.sh
+the_site() { python3 ../shared/bench/make-site.py --out "$1" > /dev/null; }
+pair_servers_start pagepair 28700 28790 28784 the_site
 (cd "$dir/www" && ls images) > "$dir/images"
 if perf stat -e task-clock -p "$ours" -- true > /dev/null 2>&1; then cpu_by=perf; else cpu_by=ticks; fi
 echo "CPU per load from: $cpu_by"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() { # name pid base-url
     local t0 t1 wall=0 c0 o0 c1 o1 stat="$dir/$1.stat" times="$dir/$1.times" q
     : > "$times"

@@ -408,7 +408,7 @@ impl Cache {
     /// An entry the tier already holds for the key is replaced in any case: left there, the
     /// older response would keep being found first.
     pub fn admit_to_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
-        if !self.memory.is_full() || self.memory.contains(key.hash()) {
+        if self.memory.takes_new(key.hash()) {
             self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
         } else {
             self.memory.defer();
@@ -428,10 +428,8 @@ impl Cache {
             return;
         };
         let entry = Arc::new(MemEntry::new(head.clone(), body.clone()));
-        // While writes fail, the disk copy would be lost: keep new entries in memory. A key the
-        // tier already holds (a refetched or revalidated response) is replaced there: left,
-        // the older response would keep being found first.
-        let disk_only = self.memory.is_full() && !disk.writes_failing() && !self.memory.contains(&hash);
+        // While writes fail, the disk copy would be lost: keep new entries in memory.
+        let disk_only = !self.memory.takes_new(&hash) && !disk.writes_failing();
         if disk_only {
             self.pending.insert(hash, entry.clone());
         } else {

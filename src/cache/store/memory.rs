@@ -141,6 +141,13 @@ impl MemoryTier {
         self.full.load(Ordering::Relaxed)
     }
 
+    /// Whether a newly stored response for `hash` belongs here at once: while the tier has
+    /// room, or when it holds the key already (left, the older response would keep being
+    /// found first). Otherwise it earns its place by being asked for again (`promote`).
+    pub fn takes_new(&self, hash: &KeyHash) -> bool {
+        !self.is_full() || self.contains(hash)
+    }
+
     /// Largest body this tier accepts.
     pub fn max_object(&self) -> u64 {
         self.max_object
