@@ -104,6 +104,8 @@ def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else "target/release/httpcache-proxy"
     cycles = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 6.0
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        sys.exit(f"{binary}: no such executable (build it with `cargo build --release`, or pass BIN)")
 
     origin = QuietServer(("127.0.0.1", 0), Origin)
     threading.Thread(target=origin.serve_forever, daemon=True).start()
