@@ -628,6 +628,40 @@ async fn uncacheable_urls_pass_without_queueing_and_recover_when_cacheable() {
     assert_eq!(origin.hits("/hfp"), 10);
 }
 
+/// Bounds on a proxy's `httpcache_sendfile_bytes_total{from="memory"}`, added to as hits are
+/// made: the count must reach 60% of the bytes expected so far and stay at most all of them.
+#[derive(Default)]
+struct SendfileTally {
+    at_least: f64,
+    at_most: f64,
+}
+
+impl SendfileTally {
+    /// Adds `bytes` to the bounds and checks the count against them. The count is waited for
+    /// (5 s at most): the proxy adds to it just after each `sendfile` call returns, which can
+    /// be after the client has read those bytes and asked for the metrics.
+    async fn expect(&mut self, proxy: &ProxyProcess, bytes: f64, what: &str) {
+        self.at_least += 0.6 * bytes;
+        self.at_most += bytes;
+        let url = admin_url(proxy.admin_port(), "/metrics");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = String::from_utf8(get(&url, &[]).await.body.to_vec()).unwrap();
+            let got = sample(&text, r#"httpcache_sendfile_bytes_total{from="memory"}"#).unwrap();
+            assert!(got <= self.at_most, "{what}: {got} bytes by sendfile, at most {} wanted", self.at_most);
+            if got >= self.at_least {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {got} bytes by sendfile, at least {} wanted",
+                self.at_least
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 /// Hits of 64-128 KiB leave from a memory file with `sendfile` (`cache::store::mapped`):
 /// whole bodies and large ranges of them, whether the body came streamed or in one piece and
 /// whether it came back from disk after a restart; smaller and larger bodies are copied. The
@@ -644,19 +678,11 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
     let whole = Bytes::from(pattern(7, 90_000));
     origin.route("/whole", Behaviour::Fixed { status: 200, headers: fresh.clone(), body: whole.clone() });
     let dir = tmp();
-    let sent = |proxy: &ProxyProcess| {
-        let url = admin_url(proxy.admin_port(), "/metrics");
-        async move {
-            let text = String::from_utf8(get(&url, &[]).await.body.to_vec()).unwrap();
-            sample(&text, r#"httpcache_sendfile_bytes_total{from="memory"}"#).unwrap()
-        }
-    };
-    // Never more than the bytes of the mapped bodies' hits (smaller and larger bodies add
-    // nothing), and most of them: a partial send can leave a tail under the 32 KiB that
-    // `server::send_file` looks up, which is copied.
-    let mostly = |got: f64, want: f64, what: &str| {
-        assert!(got <= want && got >= 0.6 * want, "{what}: {got} bytes by sendfile, {want} wanted");
-    };
+    // What the mapped bodies' hits may have sent by sendfile so far, in this process: never
+    // more than their bytes (smaller and larger bodies add nothing), and most of them (a
+    // partial send can leave a tail under the 32 KiB that `server::send_file` looks up, which
+    // is copied).
+    let mut sendable = SendfileTally::default();
     let mut proxy = ProxyBuilder::new(60, origin.port(), dir.path()).arg("--admin-port").arg("0").start();
     for round in ["MISS", "HIT", "HIT"] {
         for (path, len) in sizes {
@@ -667,14 +693,12 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
         let got = get(&proxy.url(origin.port(), "/whole"), &[]).await;
         assert_eq!((got.header("x-cache"), &got.body), (Some(round), &whole));
     }
-    let after_hits = sent(&proxy).await;
-    mostly(after_hits, 2.0 * (100.0 * 1024.0 + 90_000.0), "two hits of each mapped body");
+    sendable.expect(&proxy, 2.0 * (100.0 * 1024.0 + 90_000.0), "two hits of each mapped body").await;
 
     let range = get(&proxy.url(origin.port(), "/streamed"), &[("range", "bytes=50000-99999")]).await;
     assert_eq!(range.status, 206);
     assert!(range.body[..] == pattern(50_000, 50_000)[..], "range body differs");
-    let before_slow = sent(&proxy).await;
-    mostly(before_slow - after_hits, 50_000.0, "the range");
+    sendable.expect(&proxy, 50_000.0, "the range").await;
 
     // A client that asks for many bodies at once and reads them slowly through a small
     // window: the socket fills, and bodies leave in partial `sendfile` calls, each resuming at
@@ -705,8 +729,7 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
         at = head_end + expected.len();
     }
     assert_eq!(at, answer.len(), "nothing after the last body");
-    let slow = sent(&proxy).await - before_slow;
-    mostly(slow, asks as f64 * 100.0 * 1024.0, "the slow client's bodies");
+    sendable.expect(&proxy, asks as f64 * 100.0 * 1024.0, "the slow client's bodies").await;
 
     proxy.signal("TERM");
     assert_eq!(proxy.wait_exit(Duration::from_secs(15)), Some(0));
@@ -716,7 +739,8 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
         assert_eq!(got.header("x-cache"), Some("HIT"));
         assert!(got.body[..] == pattern(0, 100 * 1024)[..], "body after the restart differs");
     }
-    mostly(sent(&proxy).await, 2.0 * 100.0 * 1024.0, "a body read back from disk");
+    let mut restarted = SendfileTally::default();
+    restarted.expect(&proxy, 2.0 * 100.0 * 1024.0, "a body read back from disk").await;
     for (path, _) in sizes {
         assert_eq!(origin.hits(path), 1, "{path}");
     }
