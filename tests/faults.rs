@@ -781,7 +781,8 @@ fn env_or(name: &str, default: f64) -> f64 {
 /// SIGKILL at a random moment under mixed load, again and again, on one cache directory with
 /// tiny tiers so eviction and reclaim never rest. Every complete-looking answer must be the
 /// origin's exact bytes. Objects of 200 B to 1.5 MB (packed and in their own files), a third
-/// revalidated every second (304s), every eleventh answered slowly.
+/// revalidated every second (304s), every eleventh answered after a pause, every seventh sent
+/// chunked (no Content-Length) in 16 KiB pieces 2 ms apart, so that kills land mid-body.
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_kills_under_mixed_load_never_serve_a_wrong_byte() {
     const OBJECTS: usize = 400;
@@ -794,7 +795,15 @@ async fn repeated_kills_under_mixed_load_never_serve_a_wrong_byte() {
     let path_of = |i: usize| format!("/soak/{i}");
     let origin = Origin::start().await;
     for i in 0..OBJECTS {
-        let body = |headers| Behaviour::Pattern { len: len_of(i), headers };
+        let body = |headers| match i % 7 {
+            2 => Behaviour::Trickle {
+                len: len_of(i),
+                piece: 16 * 1024,
+                pause: Duration::from_millis(2),
+                headers,
+            },
+            _ => Behaviour::Pattern { len: len_of(i), headers },
+        };
         let behaviour = if i % 3 == 0 {
             let etag = format!("\"v{i}\"");
             let headers = owned(&[("etag", &etag), ("cache-control", "max-age=1")]);
@@ -875,6 +884,14 @@ async fn repeated_kills_under_mixed_load_never_serve_a_wrong_byte() {
     for i in 0..OBJECTS {
         let url = proxy.url(origin.port(), &path_of(i));
         assert_whole(&fetch(&url).await, &pattern(0, len_of(i)), &url);
+    }
+    // Bodies sent chunked are stored like the others: packed, and in their own file.
+    for i in [2, 16, 86] {
+        let url = proxy.url(origin.port(), &path_of(i));
+        let _ = fetch(&url).await;
+        let got = fetch(&url).await;
+        assert_whole(&got, &pattern(0, len_of(i)), &url);
+        assert_eq!(got.header("x-cache"), Some("HIT"), "{url}");
     }
     stop(&mut proxy);
     assert!(whole > 0, "no response completed");

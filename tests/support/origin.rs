@@ -39,6 +39,9 @@ pub enum Behaviour {
     Conditional { etag: String, then: Box<Behaviour> },
     /// A 200 whose body is the value of request header `name` ("none" if absent).
     Echo { name: String, headers: Vec<(String, String)> },
+    /// `len` bytes of the pattern with no Content-Length (so sent chunked), in pieces of
+    /// `piece` bytes with `pause` before each piece after the first: a slow, unsized body.
+    Trickle { len: u64, piece: u64, pause: Duration, headers: Vec<(String, String)> },
 }
 
 /// The origin.
@@ -248,6 +251,23 @@ fn respond(
                     }
                 });
                 build(200, &with_len(&headers, len), channel_body(rx))
+            }
+            Behaviour::Trickle { len, piece, pause, headers } => {
+                let (tx, rx) = mpsc::channel(2);
+                tokio::spawn(async move {
+                    let mut pos = 0;
+                    while pos < len {
+                        if pos > 0 {
+                            tokio::time::sleep(pause).await;
+                        }
+                        let n = (len - pos).min(piece.max(1));
+                        if tx.send(Ok(Bytes::from(pattern(pos, n)))).await.is_err() {
+                            return;
+                        }
+                        pos += n;
+                    }
+                });
+                build(200, &headers, channel_body(rx))
             }
             Behaviour::Gated { first, rest, gate, headers } => {
                 let (tx, rx) = mpsc::channel(2);
