@@ -212,6 +212,26 @@ fn channel_body(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> BoxBody {
     StreamBody::new(stream).boxed()
 }
 
+/// `len` bytes of the pattern, streamed in pieces of `piece` bytes with `pause` before each
+/// piece after the first.
+fn pattern_body(len: u64, piece: u64, pause: Duration) -> BoxBody {
+    let (tx, rx) = mpsc::channel(2);
+    tokio::spawn(async move {
+        let mut pos = 0;
+        while pos < len {
+            if pos > 0 && !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            let n = (len - pos).min(piece.max(1));
+            if tx.send(Ok(Bytes::from(pattern(pos, n)))).await.is_err() {
+                return;
+            }
+            pos += n;
+        }
+    });
+    channel_body(rx)
+}
+
 fn respond(
     b: Behaviour,
     req_headers: &HeaderMap,
@@ -239,35 +259,10 @@ fn respond(
                 }
             }
             Behaviour::Pattern { len, headers } => {
-                let (tx, rx) = mpsc::channel(2);
-                tokio::spawn(async move {
-                    let mut pos = 0;
-                    while pos < len {
-                        let n = (len - pos).min(65536);
-                        if tx.send(Ok(Bytes::from(pattern(pos, n)))).await.is_err() {
-                            return;
-                        }
-                        pos += n;
-                    }
-                });
-                build(200, &with_len(&headers, len), channel_body(rx))
+                build(200, &with_len(&headers, len), pattern_body(len, 65536, Duration::ZERO))
             }
             Behaviour::Trickle { len, piece, pause, headers } => {
-                let (tx, rx) = mpsc::channel(2);
-                tokio::spawn(async move {
-                    let mut pos = 0;
-                    while pos < len {
-                        if pos > 0 {
-                            tokio::time::sleep(pause).await;
-                        }
-                        let n = (len - pos).min(piece.max(1));
-                        if tx.send(Ok(Bytes::from(pattern(pos, n)))).await.is_err() {
-                            return;
-                        }
-                        pos += n;
-                    }
-                });
-                build(200, &headers, channel_body(rx))
+                build(200, &headers, pattern_body(len, piece, pause))
             }
             Behaviour::Gated { first, rest, gate, headers } => {
                 let (tx, rx) = mpsc::channel(2);
