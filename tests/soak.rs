@@ -14,17 +14,13 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use parking_lot::Mutex;
-use support::{pattern, Behaviour, Origin, ProxyBuilder};
+use support::{env_or, pattern, Behaviour, Origin, ProxyBuilder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BIG: u64 = 256 * 1024;
 /// Idle upstream connections close after this, so they do not count as growth.
 const POOL_IDLE: Duration = Duration::from_millis(500);
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
@@ -195,8 +191,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn soak_mixed_load_has_no_errors_and_no_fd_growth() {
-    let secs = env_or("SOAK_SECS", 10) as f64;
-    let conns = env_or("SOAK_CONNS", 200);
+    let secs = env_or("SOAK_SECS", 10u64) as f64;
+    let conns = env_or("SOAK_CONNS", 200u64);
     let origin = Origin::start().await;
     let lm = support::last_modified();
     for k in 0..50 {
