@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             headers: headers.clone(),
             request_time: now,
             response_time: now,
+            reading: Default::default(),
         };
         Arc::clone(&store).write_whole(&key, &head, &body)?;
     }

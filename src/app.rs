@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::access::{SharedTargets, TargetAcl};
 use crate::access_log::AccessLog;
-use crate::cache::policy::PolicyConfig;
+use crate::cache::policy::{PolicyConfig, ReadingKey};
 use crate::cache::{Cache, CacheLimits};
 use crate::cli::{DemoArgs, RunArgs};
 use crate::config::load::Loaded;
@@ -78,6 +78,7 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         },
         cache_name: args.cache_name.clone(),
         targeted_cache_control: args.targeted_cache_control.0.clone(),
+        reading_key: ReadingKey::unique(),
         routing: Routing {
             upstream_port: args.upstream_port,
             origins: m.origin.clone(),

@@ -267,6 +267,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             request_time: from_millis(0),
             response_time: from_millis(0),
+            reading: Default::default(),
         })
     }
 

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, StatusCode};
 
+use super::policy::ReadingCell;
+
 /// What an entry holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {
@@ -34,6 +36,9 @@ pub struct StoredHead {
     pub request_time: SystemTime,
     /// When its response head arrived.
     pub response_time: SystemTime,
+    /// What the policy reads from the fields above, made on the first assessment (a head is
+    /// not changed once stored; a copy starts unread).
+    pub reading: ReadingCell,
 }
 
 /// Milliseconds since the Unix epoch, saturating at zero for earlier times.

@@ -300,6 +300,7 @@ impl Cache {
             headers,
             request_time: now,
             response_time: now,
+            reading: Default::default(),
         });
         self.store_complete(primary, head.clone(), Bytes::new()).await;
         self.write_through_marker(primary, head);
@@ -541,6 +542,7 @@ mod tests {
             headers: HeaderMap::new(),
             request_time: from_millis(1),
             response_time: from_millis(2),
+            reading: Default::default(),
         })
     }
 

@@ -8,7 +8,7 @@ use http::header::{HeaderMap, HeaderName, CACHE_CONTROL};
 
 use super::service::ProxySettings;
 use crate::cache::meta::StoredHead;
-use crate::cache::policy::{self, CacheControl, Lifetime};
+use crate::cache::policy::{self, CacheControl, Lifetime, Reading};
 
 /// A stored response assessed at one instant.
 pub struct Assessed {
@@ -48,13 +48,18 @@ impl ProxySettings {
         Cow::Owned(view)
     }
 
-    /// Assesses a stored response at `now`.
+    /// Assesses a stored response at `now`. What does not depend on `now` is read from the
+    /// head once and kept with it (`policy::reading`); the operator's rules, which a reload
+    /// can change, apply on every assessment.
     pub fn assess(&self, head: &StoredHead, now: SystemTime) -> Assessed {
-        let headers = self.policy_headers(&head.headers);
-        let age = policy::AgeInputs::from_response(&headers, head.request_time, head.response_time)
-            .current_age(now);
-        let lifetime = self.lifetime(head.status, &headers, head.response_time, &head.key);
-        Assessed { age, lifetime, directives: CacheControl::parse(&headers) }
+        let reading = head.reading.get_or_read(self.reading_key, || {
+            let headers = self.policy_headers(&head.headers);
+            let (status, sent, arrived) = (head.status, head.request_time, head.response_time);
+            Reading::new(self.reading_key, &self.policy, status, &headers, sent, arrived)
+        });
+        let lifetime = self.rules.load().lifetime(&head.key, head.status, reading.lifetime);
+        let age = reading.current_age(head.response_time, now);
+        Assessed { age, lifetime, directives: reading.directives.clone() }
     }
 
     /// The freshness lifetime of a response stored under `key` (RFC 9111 §4.2.1, §4.2.2),

@@ -158,6 +158,7 @@ impl<'a> Fetch<'a> {
             headers: crate::cache::meta::owned_headers(std::mem::take(&mut parts.headers)),
             request_time,
             response_time,
+            reading: Default::default(),
         };
         self.store_and_stream(cache, target, guard, head, incoming).await
     }
@@ -188,6 +189,7 @@ impl<'a> Fetch<'a> {
             headers: crate::cache::meta::owned_headers(policy::merge_304(&stale.head.headers, not_modified)),
             request_time,
             response_time,
+            reading: Default::default(),
         });
         let fresh = CachedResponse { head: head.clone(), body: stale.body, tier: stale.tier };
         let settings = &self.proxy.settings;

@@ -28,7 +28,7 @@ use crate::cache::coalesce::{Joined, Phase, Slot};
 use crate::cache::fill::Fill;
 use crate::cache::key::CacheKey;
 use crate::cache::policy::rules::Rules;
-use crate::cache::policy::{self, CacheControl, PolicyConfig, Reuse};
+use crate::cache::policy::{self, CacheControl, PolicyConfig, ReadingKey, Reuse};
 use crate::cache::shared::hooks::BeforeFetch;
 use crate::cache::shared::Lease;
 use crate::cache::{Cache, CachedResponse, Lookup, VaryMarker};
@@ -45,6 +45,10 @@ pub struct ProxySettings {
     pub cache_name: String,
     /// The targeted cache-control field this cache obeys over `Cache-Control` (RFC 9213).
     pub targeted_cache_control: Option<http::HeaderName>,
+    /// Names `policy` and `targeted_cache_control` in the readings kept with stored heads
+    /// (`policy::reading`). Both are fixed for these settings' lifetime; settings that could
+    /// change them would need a new key.
+    pub reading_key: ReadingKey,
     /// Which modes are on and where reverse-proxied requests go.
     pub routing: Routing,
     /// CONNECT settings.

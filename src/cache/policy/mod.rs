@@ -10,6 +10,7 @@
 //! * [`storable`] decides whether a response may be stored at all (§3).
 //! * [`freshness`] computes the freshness lifetime (§4.2.1, §4.2.2).
 //! * [`age`] computes the current age of a stored response (§4.2.3).
+//! * [`reading`] keeps what a stored response's head gives those two, read once per head.
 //! * [`request`] decides whether a stored response can be reused for a given
 //!   request (§4, §4.2.4, §5.2.1), builds validation requests (§4.3.1),
 //!   merges `304 Not Modified` responses (§4.3.4) and evaluates client
@@ -71,6 +72,7 @@ use http::{HeaderMap, HeaderName};
 pub mod age;
 pub mod cache_control;
 pub mod freshness;
+pub mod reading;
 pub mod request;
 pub mod rules;
 pub mod storable;
@@ -79,6 +81,7 @@ pub mod vary;
 pub use self::age::AgeInputs;
 pub use self::cache_control::CacheControl;
 pub use self::freshness::{freshness_lifetime, Lifetime};
+pub use self::reading::{Reading, ReadingCell, ReadingKey};
 pub use self::request::{
     client_conditional_matches, conditional_headers, has_validator, merge_304, reuse_decision,
     stale_if_error_allows, Reuse,

@@ -145,6 +145,7 @@ mod tests {
             headers,
             request_time: t,
             response_time: t + Duration::from_millis(5),
+            reading: Default::default(),
         }
     }
 

@@ -373,6 +373,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             request_time: std::time::SystemTime::now(),
             response_time: std::time::SystemTime::now(),
+            reading: Default::default(),
         }
     }
 }

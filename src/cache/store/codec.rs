@@ -124,7 +124,7 @@ pub fn decode_head(buf: &[u8]) -> Result<StoredHead, DecodeError> {
     if !r.0.is_empty() {
         return Err(DecodeError::Malformed("trailing head bytes"));
     }
-    Ok(StoredHead { kind, key, status, headers, request_time, response_time })
+    Ok(StoredHead { kind, key, status, headers, request_time, response_time, reading: Default::default() })
 }
 
 /// Decodes a trailer into `(body_len, body_crc)`.
@@ -187,6 +187,7 @@ mod tests {
             headers,
             request_time: from_millis(1_000),
             response_time: from_millis(2_000),
+            reading: Default::default(),
         }
     }
 

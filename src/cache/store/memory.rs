@@ -10,6 +10,7 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, Weighter};
 
 use crate::cache::key::KeyHash;
 use crate::cache::meta::StoredHead;
+use crate::cache::policy::reading::READING_BYTES;
 
 /// Fixed per-entry overhead (the entry's allocations, the index slot, allocator slack),
 /// calibrated so that RSS follows `--memory-size`: with 1 KiB bodies and six header fields
@@ -35,13 +36,14 @@ pub struct MemEntry {
 const HITS_PER_DISK_MARK: u32 = 64;
 
 impl MemEntry {
-    /// An entry, weighed by what it really holds (body, header fields, key). A body of the
-    /// sizes sent with `sendfile` is moved into a memory file if it is not in one yet.
+    /// An entry, weighed by what it really holds (body, header fields, key, and the policy's
+    /// reading of the head, which its first hit keeps). A body of the sizes sent with
+    /// `sendfile` is moved into a memory file if it is not in one yet.
     pub fn new(head: Arc<StoredHead>, body: Bytes) -> Self {
         let body = super::mapped::share(body);
         let fields: u64 =
             head.headers.iter().map(|(n, v)| n.as_str().len() as u64 + v.len() as u64 + FIELD_OVERHEAD).sum();
-        let weight = ENTRY_OVERHEAD + head.key.len() as u64 + fields + body.len() as u64;
+        let weight = ENTRY_OVERHEAD + READING_BYTES + head.key.len() as u64 + fields + body.len() as u64;
         Self { head, body, weight, hits: AtomicU32::new(0) }
     }
 
@@ -230,6 +232,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             request_time: from_millis(1),
             response_time: from_millis(2),
+            reading: Default::default(),
         });
         Arc::new(MemEntry::new(head, Bytes::from(vec![0u8; body])))
     }

@@ -577,6 +577,7 @@ mod tests {
             headers: http::HeaderMap::new(),
             request_time: from_millis(1),
             response_time: from_millis(2),
+            reading: Default::default(),
         }
     }
 

@@ -194,6 +194,7 @@ mod tests {
                 headers: http::HeaderMap::new(),
                 request_time: from_millis(1),
                 response_time: from_millis(2),
+                reading: Default::default(),
             };
             let body = if path == "/c" { vec![b'c'; 300 * 1024] } else { b"body bytes".to_vec() };
             store.write_whole(&key, &head, &body).unwrap();
