@@ -229,6 +229,31 @@ async fn sighup_applies_new_rules_and_log_level() {
     assert!(proxy.wait_log("config reloaded: no changes", WAIT));
 }
 
+/// A hit keeps the policy's reading of the stored head (`policy::reading`); the operator's
+/// rules are applied on top of it at every hit, so a reload still reaches entries already hit.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_rules_reach_entries_whose_head_was_already_read() {
+    let origin = Origin::start().await;
+    origin.ok("/fresh", &[("cache-control", "max-age=600")], "fresh body");
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, cache) = (dir.path().join("p.toml"), dir.path().join("cache"));
+    write(&conf, &base_config(&cache));
+    let proxy = start_with(&conf, &cache, &origin);
+    let url = format!("http://127.0.0.1:{}/127.0.0.1/fresh", proxy.port);
+    assert_eq!(get(&url, &[]).await.header("x-cache"), Some("MISS"));
+    support::until_hit(&url, b"fresh body", WAIT).await; // the hit keeps the head's reading
+    assert_eq!(origin.hits("/fresh"), 1);
+
+    // A rule that makes the entry stale at once: the next request must go to the origin.
+    write(&conf, &format!("{}rule = ['/fresh$=0s']\n", base_config(&cache)));
+    proxy.signal("HUP");
+    assert!(proxy.wait_log("config reloaded: rule changed", WAIT), "{:?}", proxy.log());
+    let after = get(&url, &[]).await;
+    assert!(after.status == 200 && &after.body[..] == b"fresh body");
+    assert_eq!(after.header("x-cache"), Some("MISS"), "{:?}", after.header("cache-status"));
+    assert_eq!(origin.hits("/fresh"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_with_a_bad_file_keeps_serving_with_the_old_settings() {
     let origin = Origin::start().await;
