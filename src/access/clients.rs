@@ -2,6 +2,7 @@
 //! and per client address. The server asks once per accepted connection; the returned ticket
 //! gives the slot back when the connection ends.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -49,10 +50,13 @@ struct GatePolicy {
     limits: GateLimits,
 }
 
+/// Open connections. Each connection hashes its address once on admission and once on
+/// release, with foldhash seeded per process (as the coalescing table does): SipHash and a
+/// lookup before each update were about 1.7% of a 1 KB hit on a new connection (callgrind).
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
-    per_client: HashMap<IpAddr, usize>,
+    per_client: HashMap<IpAddr, usize, foldhash::fast::RandomState>,
 }
 
 /// An admitted connection's slot.
@@ -66,10 +70,10 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut c = self.open.lock();
         c.total -= 1;
-        if let Some(n) = c.per_client.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_client.remove(&self.ip);
+        if let Entry::Occupied(mut mine) = c.per_client.entry(self.ip) {
+            *mine.get_mut() -= 1;
+            if *mine.get() == 0 {
+                mine.remove();
             }
         }
     }
@@ -94,15 +98,18 @@ impl ClientGate {
             return Admission::NotAllowed;
         }
         let mut c = self.open.lock();
-        if policy.limits.max_connections > 0 && c.total >= policy.limits.max_connections {
+        let Counts { total, per_client } = &mut *c;
+        if policy.limits.max_connections > 0 && *total >= policy.limits.max_connections {
             return Admission::Full;
         }
-        let mine = c.per_client.get(&ip).copied().unwrap_or(0);
-        if policy.limits.max_per_client > 0 && mine >= policy.limits.max_per_client {
+        // A new address's count is inserted at 0, which no limit refuses, so a refusal never
+        // leaves an entry behind.
+        let mine = per_client.entry(ip).or_insert(0);
+        if policy.limits.max_per_client > 0 && *mine >= policy.limits.max_per_client {
             return Admission::ClientFull;
         }
-        c.total += 1;
-        *c.per_client.entry(ip).or_insert(0) += 1;
+        *mine += 1;
+        *total += 1;
         Admission::Admitted(Ticket { ip, open: self.open.clone() })
     }
 }
@@ -178,6 +185,11 @@ mod tests {
         let _b1 = gate.admit(ip("10.0.0.2"));
         assert!(matches!(gate.admit(ip("10.0.0.3")), Admission::Full));
         drop(a1);
-        assert!(matches!(gate.admit(ip("10.0.0.1")), Admission::Admitted(_)));
+        let a3 = gate.admit(ip("10.0.0.1"));
+        assert!(matches!(a3, Admission::Admitted(_)));
+        assert!(matches!(gate.admit(ip("10.0.0.4")), Admission::Full), "a refusal adds no entry");
+        drop((a3, _a2, _b1));
+        let c = gate.open.lock();
+        assert_eq!((c.total, c.per_client.len()), (0, 0), "every slot given back: {c:?}");
     }
 }
