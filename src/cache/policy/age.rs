@@ -59,9 +59,15 @@ impl AgeInputs {
     /// `current_age = corrected_initial_age + resident_time`, where
     /// `resident_time = now - response_time` (RFC 9111 §4.2.3).
     pub fn current_age(&self, now: SystemTime) -> Duration {
-        let resident_time = since(now, self.response_time);
-        self.corrected_initial_age().saturating_add(resident_time)
+        current_age(self.corrected_initial_age(), self.response_time, now)
     }
+}
+
+/// `current_age = corrected_initial_age + resident_time`, where
+/// `resident_time = now - response_time` (RFC 9111 §4.2.3), from an already computed
+/// `corrected_initial_age` (as a kept `policy::Reading` holds it).
+pub fn current_age(corrected_initial_age: Duration, response_time: SystemTime, now: SystemTime) -> Duration {
+    corrected_initial_age.saturating_add(since(now, response_time))
 }
 
 /// `later - earlier`, saturating at zero when the clock went backwards.

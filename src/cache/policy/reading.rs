@@ -72,11 +72,9 @@ impl Reading {
         }
     }
 
-    /// `current_age = corrected_initial_age + (now - response_time)` (§4.2.3), as
-    /// [`AgeInputs::current_age`] computes it.
+    /// The current age at `now` of the response that arrived at `response_time` (§4.2.3).
     pub fn current_age(&self, response_time: SystemTime, now: SystemTime) -> Duration {
-        let resident = now.duration_since(response_time).unwrap_or(Duration::ZERO);
-        self.corrected_initial_age.saturating_add(resident)
+        super::age::current_age(self.corrected_initial_age, response_time, now)
     }
 }
 
