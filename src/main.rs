@@ -11,7 +11,7 @@ use httpcache_proxy::{app, logging};
 /// about 15% of the proxy's CPU, most of it splitting and merging free chunks of a heap
 /// fragmented by long-lived memory-tier entries between short-lived request buffers, and it
 /// grew slower as the tier filled; jemalloc's size-class slabs do not fragment that way (see
-/// the README's benchmark section for what it gained and what it costs in peak RSS).
+/// BENCHMARKS.md for what it gained and what it costs in peak RSS).
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

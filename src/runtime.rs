@@ -6,7 +6,7 @@
 //! driver, the timers and the task lists sit behind locks and cross-thread wake-ups. Requests
 //! also allocate from glibc's main arena (grown with `brk`) instead of a thread's arena (grown
 //! with `mprotect`, about every other miss). Held to one CPU, misses took a third fewer
-//! context switches and about 10% less CPU (README, Benchmarks).
+//! context switches and about 10% less CPU (BENCHMARKS.md).
 
 use std::io;
 use std::num::NonZeroUsize;

@@ -123,8 +123,8 @@ impl Proxy {
         // A response that waited on the origin goes out after the other tasks that are ready
         // in this scheduler round, so those answers reach their clients back to back. A
         // client idle since its request is woken by each write that reaches it; woken once
-        // for a burst, it costs both sides less CPU (measured in the README's Benchmarks
-        // section). Hits are answered without waiting and are not held back.
+        // for a burst, it costs both sides less CPU (measured in BENCHMARKS.md). Hits are
+        // answered without waiting and are not held back.
         if matches!(result, CacheResult::Miss | CacheResult::Pass | CacheResult::Revalidated) {
             tokio::task::yield_now().await;
             if resp.body_mut().failed_before_start() {

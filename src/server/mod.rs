@@ -75,8 +75,8 @@ const DEFER_ACCEPT_SECS: libc::c_int = 1;
 /// (every protocol on this port speaks first: an HTTP request, a TLS ClientHello, the HTTP/2
 /// preface). Without it the new connection's task is woken before the request is there, finds
 /// nothing to read and waits again, one more wake-up and `recvfrom` per connection: with a new
-/// connection per 1 KB hit, deferring served 14-16% more requests at 22-23% less CPU each (see the
-/// README's Benchmarks section). A client that stays silent is still accepted after about
+/// connection per 1 KB hit, deferring served 14-16% more requests at 22-23% less CPU each (see
+/// BENCHMARKS.md). A client that stays silent is still accepted after about
 /// [`DEFER_ACCEPT_SECS`] (the kernel's next SYN-ACK retransmission), and then meets the
 /// header deadline as before. Traffic Server and nginx (`listen ... deferred`) use the same
 /// option. std has it only unstable (`TcpStreamExt::set_deferaccept`), hence `libc`.
