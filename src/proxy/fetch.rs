@@ -225,18 +225,10 @@ impl<'a> Fetch<'a> {
         incoming: UpstreamIncoming,
     ) -> Answer {
         let settings = &self.proxy.settings;
-        let (storable, lifetime, no_cache, shared_ttl, ttl) = {
+        let storable = {
             let view = settings.policy_headers(&head.headers);
-            let storable =
-                policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy)
-                    .map_err(|why| why.as_str());
-            let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
-            let cc = CacheControl::parse(&view);
-            // What `ProxySettings::assess(..).ttl()` gives, without computing the lifetime twice.
-            let age = policy::AgeInputs::from_response(&view, head.request_time, head.response_time)
-                .current_age(SystemTime::now());
-            let ttl = super::assess::ttl(lifetime, age);
-            (storable, lifetime, cc.no_cache, shared_ttl(lifetime.duration(), &cc), ttl)
+            policy::is_storable(&Method::GET, &self.ask.headers, head.status, &view, &settings.policy)
+                .map_err(|why| why.as_str())
         };
         // A response that varies is stored as the variant this request selects (§4.1), under
         // the URL's Vary marker; one that does not is stored under the URL itself.
@@ -274,6 +266,14 @@ impl<'a> Fetch<'a> {
             drop(guard);
             return self.pass_response(head, incoming, target.reason).await;
         };
+        // The assessment a hit on this entry would make. Its reading of the head (directives,
+        // lifetime before the rules, initial age) stays with the head, which the memory tier
+        // keeps as it is, so the entry's first hit does not parse the head again. The tier
+        // weighs every entry with a reading, so keeping it now costs no memory it had not
+        // counted.
+        let assessed = settings.assess(&head, SystemTime::now());
+        let (lifetime, no_cache) = (assessed.lifetime, assessed.directives.no_cache);
+        let shared_ttl = shared_ttl(lifetime.duration(), &assessed.directives);
         // Followers may share the response only if it is fresh and not `no-cache`: one that
         // needs validation on every use must not be handed to requests that did not see it
         // validated (§4.2.4, §5.2.2.4).
@@ -307,7 +307,7 @@ impl<'a> Fetch<'a> {
             status: CacheStatus {
                 fwd: Some(target.reason),
                 fwd_status: Some(head.status.as_u16()),
-                ttl: Some(ttl),
+                ttl: Some(assessed.ttl()),
                 stored: true,
                 collapsed: false,
                 detail: None,
