@@ -8,7 +8,7 @@ use http::header::{HeaderMap, HeaderName, CACHE_CONTROL};
 
 use super::service::ProxySettings;
 use crate::cache::meta::StoredHead;
-use crate::cache::policy::{self, CacheControl, Lifetime, Reading};
+use crate::cache::policy::{CacheControl, Lifetime, Reading};
 
 /// A stored response assessed at one instant.
 pub struct Assessed {
@@ -60,19 +60,6 @@ impl ProxySettings {
         let lifetime = self.rules.load().lifetime(&head.key, head.status, reading.lifetime);
         let age = reading.current_age(head.response_time, now);
         Assessed { age, lifetime, directives: reading.directives.clone() }
-    }
-
-    /// The freshness lifetime of a response stored under `key` (RFC 9111 §4.2.1, §4.2.2),
-    /// adjusted by the operator's rule for its URL.
-    pub fn lifetime(
-        &self,
-        status: http::StatusCode,
-        policy_headers: &HeaderMap,
-        response_time: SystemTime,
-        key: &str,
-    ) -> Lifetime {
-        let computed = policy::freshness_lifetime(status, policy_headers, response_time, &self.policy);
-        self.rules.load().lifetime(key, status, computed)
     }
 
     /// Whether `name` is the targeted field, which is never forwarded downstream.

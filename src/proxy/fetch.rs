@@ -193,6 +193,9 @@ impl<'a> Fetch<'a> {
         });
         let fresh = CachedResponse { head: head.clone(), body: stale.body, tier: stale.tier };
         let settings = &self.proxy.settings;
+        // One assessment labels the answer and sets the shared tier's time; the freshened
+        // head keeps its reading, as a stored miss's does.
+        let assessed = settings.assess(&head, SystemTime::now());
         let view = settings.policy_headers(&head.headers);
         // A 304 can make the response unstorable (e.g. it now says no-store or private): this
         // client still gets it, but the entry goes (§3, §5.2.2.5, §5.2.2.7).
@@ -202,17 +205,14 @@ impl<'a> Fetch<'a> {
             drop(guard);
         } else if cache.restore_with_head(key, head.clone(), &fresh.body).await {
             guard.updated();
-            let lifetime = settings.lifetime(head.status, &view, head.response_time, &head.key);
-            let ttl = shared_ttl(lifetime.duration(), &CacheControl::parse(&view));
+            let ttl = shared_ttl(assessed.lifetime.duration(), &assessed.directives);
             cache.share_body(key, head.clone(), &fresh.body, ttl, target.lease.clone());
         } else {
             drop(guard); // followers fetch for themselves
         }
-        let fwd = Forwarded { reason: target.reason, status: Some(304) };
-        (
-            self.proxy.serve(self.ask, cache, key, fresh, CacheResult::Revalidated, Some(fwd)),
-            CacheResult::Revalidated,
-        )
+        let fwd = Some(Forwarded { reason: target.reason, status: Some(304) });
+        let result = CacheResult::Revalidated;
+        (self.proxy.serve_assessed(self.ask, cache, key, fresh, result, fwd, &assessed), result)
     }
 
     /// Stores a full response if policy allows, streaming it to the client as it arrives.

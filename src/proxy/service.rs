@@ -382,7 +382,7 @@ impl Proxy {
 
     /// Serves a stored response already assessed by the caller.
     #[allow(clippy::too_many_arguments)]
-    fn serve_assessed(
+    pub(super) fn serve_assessed(
         &self,
         ask: &Ask,
         cache: &Arc<Cache>,
