@@ -54,9 +54,15 @@ impl OriginRule {
 }
 
 /// Picks the rule for a request's `Host`: the one named for it, else the one for every host.
+/// Every request asks, in every mode, so the host is parsed only when a rule is named for one
+/// (in embedded mode there are no rules, and parsing the field was 2% of a 1 KB hit).
 pub fn select<'a>(rules: &'a [OriginRule], host_field: Option<&str>) -> Option<&'a OriginRule> {
-    let name = host_field.and_then(|h| parse_authority(h, 80).ok()).map(|(h, _)| h);
-    let named = name.as_deref().and_then(|n| rules.iter().find(|r| r.for_host.as_deref() == Some(n)));
+    let named = if rules.iter().any(|r| r.for_host.is_some()) {
+        let name = host_field.and_then(|h| parse_authority(h, 80).ok()).map(|(h, _)| h);
+        name.as_deref().and_then(|n| rules.iter().find(|r| r.for_host.as_deref() == Some(n)))
+    } else {
+        None
+    };
     named.or_else(|| rules.iter().find(|r| r.for_host.is_none()))
 }
 
@@ -85,6 +91,9 @@ mod tests {
         assert_eq!(select(&rules, Some("A.test:8888")).unwrap().host, "a");
         assert_eq!(select(&rules, Some("b.test")).unwrap().host, "default");
         assert_eq!(select(&rules, None).unwrap().host, "default");
+        let catch_all = [OriginRule::parse("http://default:2").unwrap()];
+        assert_eq!(select(&catch_all, Some("not a host!")).unwrap().host, "default");
+        assert!(select(&[], Some("a.test")).is_none());
         assert_eq!(select(&rules[..1], Some("b.test")), None);
     }
 }
