@@ -13,12 +13,16 @@ use super::{parse_delta_seconds, split_list};
 
 /// The parsed directives of a `Cache-Control` field (request or response),
 /// RFC 9111 §5.2.
+///
+/// Seconds are `u32`: delta-seconds are capped at 2^31 when parsed (§1.2.2), and a stored
+/// response keeps its directives for as long as it is cached (`policy::reading`), so their size
+/// counts once per entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheControl {
     /// `max-age` (§5.2.1.1 request, §5.2.2.1 response). Invalid value = 0.
-    pub max_age: Option<u64>,
+    pub max_age: Option<u32>,
     /// `s-maxage` (§5.2.2.10). Invalid value = 0.
-    pub s_maxage: Option<u64>,
+    pub s_maxage: Option<u32>,
     /// `no-cache` (§5.2.1.4, §5.2.2.4), qualified form treated as unqualified.
     pub no_cache: bool,
     /// `no-store` (§5.2.1.5, §5.2.2.5).
@@ -34,14 +38,14 @@ pub struct CacheControl {
     /// `immutable` (RFC 8246).
     pub immutable: bool,
     /// `stale-while-revalidate` (RFC 5861 §3). Invalid value = ignored.
-    pub stale_while_revalidate: Option<u64>,
+    pub stale_while_revalidate: Option<u32>,
     /// `stale-if-error` (RFC 5861 §4). Invalid value = ignored.
-    pub stale_if_error: Option<u64>,
+    pub stale_if_error: Option<u32>,
     /// `max-stale` (§5.2.1.2): `Some(None)` = any staleness accepted,
     /// `Some(Some(n))` = at most `n` seconds stale. Invalid value = ignored.
-    pub max_stale: Option<Option<u64>>,
+    pub max_stale: Option<Option<u32>>,
     /// `min-fresh` (§5.2.1.3). Invalid value = ignored.
-    pub min_fresh: Option<u64>,
+    pub min_fresh: Option<u32>,
     /// `only-if-cached` (§5.2.1.7).
     pub only_if_cached: bool,
     /// `no-transform` (§5.2.1.6, §5.2.2.6).
@@ -92,7 +96,8 @@ impl CacheControl {
     /// Applies one directive, keeping the most conservative reading
     /// (RFC 9111 §4.2.1 for duplicates and invalid values, §1.2.2 overflow).
     fn apply(&mut self, name: &str, arg: Option<&str>) {
-        let delta = arg.and_then(parse_delta_seconds);
+        // At most 2^31, so it fits.
+        let delta = arg.and_then(parse_delta_seconds).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
         match name {
             // Invalid freshness information means "stale" (§4.2.1).
             "max-age" => self.max_age = Some(min_opt(self.max_age, delta.unwrap_or(0))),
@@ -144,7 +149,7 @@ impl CacheControl {
     }
 }
 
-fn min_opt(current: Option<u64>, new: u64) -> u64 {
+fn min_opt(current: Option<u32>, new: u32) -> u32 {
     current.map_or(new, |c| c.min(new))
 }
 

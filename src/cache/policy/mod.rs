@@ -128,8 +128,8 @@ fn parse_delta_seconds(s: &str) -> Option<u64> {
 }
 
 /// Seconds as a [`Duration`].
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
+fn secs(n: impl Into<u64>) -> Duration {
+    Duration::from_secs(n.into())
 }
 
 /// The first line of an HTTP-date header field, if it parses (RFC 9110 §5.6.7).

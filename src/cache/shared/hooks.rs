@@ -20,7 +20,7 @@ use crate::cache::{Cache, CachedBody, CachedResponse, Tier};
 /// its own once no proxy could use it. Zero: not worth sharing.
 pub fn shared_ttl(lifetime: Option<Duration>, directives: &CacheControl) -> Duration {
     let stale = directives.stale_while_revalidate.max(directives.stale_if_error).unwrap_or(0);
-    lifetime.unwrap_or_default() + Duration::from_secs(stale)
+    lifetime.unwrap_or_default() + Duration::from_secs(u64::from(stale))
 }
 
 /// Vary markers are small and outlive any one variant; an orphaned marker only costs a miss.
