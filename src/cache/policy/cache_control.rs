@@ -6,10 +6,12 @@
 //! unknown directives are ignored, and when the same directive appears more
 //! than once the most restrictive value wins.
 
+use std::borrow::Cow;
+
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, HeaderValue};
 
-use super::{parse_delta_seconds, split_list};
+use super::{parse_delta_seconds, split_list, trim_ows};
 
 /// The parsed directives of a `Cache-Control` field (request or response),
 /// RFC 9111 §5.2.
@@ -155,24 +157,31 @@ fn min_opt(current: Option<u32>, new: u32) -> u32 {
 
 /// Splits one list member into a lowercase directive name and an optional,
 /// unquoted argument. A malformed quoted string is returned raw so that
-/// numeric parsing rejects it.
-fn parse_directive(member: &str) -> Option<(String, Option<String>)> {
+/// numeric parsing rejects it. Borrowed from `member` unless a name has upper
+/// case or an argument is quoted: this runs for every directive of every
+/// response stored and of every request that carries `Cache-Control`.
+fn parse_directive(member: &str) -> Option<(Cow<'_, str>, Option<Cow<'_, str>>)> {
     let (name, arg) = match member.split_once('=') {
-        Some((n, v)) => (n, Some(unquote(v.trim_matches([' ', '\t'])))),
+        Some((n, v)) => (n, Some(unquote(trim_ows(v)))),
         None => (member, None),
     };
-    let name = name.trim_matches([' ', '\t']).to_ascii_lowercase();
+    let name = trim_ows(name);
     if name.is_empty() {
         return None;
     }
+    let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    };
     Some((name, arg))
 }
 
 /// Removes the quotes of a quoted-string (RFC 9110 §5.6.4), resolving
 /// backslash escapes. Tokens and malformed strings come back unchanged.
-fn unquote(value: &str) -> String {
+fn unquote(value: &str) -> Cow<'_, str> {
     let Some(inner) = value.strip_prefix('"') else {
-        return value.to_string();
+        return Cow::Borrowed(value);
     };
     let mut out = String::with_capacity(inner.len());
     let mut chars = inner.chars();
@@ -180,16 +189,16 @@ fn unquote(value: &str) -> String {
         match c {
             '\\' => match chars.next() {
                 Some(escaped) => out.push(escaped),
-                None => return value.to_string(),
+                None => return Cow::Borrowed(value),
             },
             '"' => {
-                return if chars.as_str().is_empty() { out } else { value.to_string() };
+                return if chars.as_str().is_empty() { Cow::Owned(out) } else { Cow::Borrowed(value) };
             }
             _ => out.push(c),
         }
     }
     // Unterminated quoted string.
-    value.to_string()
+    Cow::Borrowed(value)
 }
 
 #[cfg(test)]

@@ -68,10 +68,21 @@ pub fn freshness_lifetime(
     response_time: SystemTime,
     cfg: &PolicyConfig,
 ) -> Lifetime {
+    lifetime_with(status, resp_headers, &CacheControl::parse(resp_headers), response_time, cfg)
+}
+
+/// [`freshness_lifetime`] for a caller that has parsed the response's directives `cc` from
+/// `resp_headers` already (a stored head's reading parses them once for both).
+pub fn lifetime_with(
+    status: StatusCode,
+    resp_headers: &HeaderMap,
+    cc: &CacheControl,
+    response_time: SystemTime,
+    cfg: &PolicyConfig,
+) -> Lifetime {
     if cfg.force_ttl && status.is_success() {
         return Lifetime::Explicit(cfg.heuristic_lifetime);
     }
-    let cc = CacheControl::parse(resp_headers);
     if cfg.shared {
         if let Some(s_maxage) = cc.s_maxage {
             return Lifetime::Explicit(secs(s_maxage));

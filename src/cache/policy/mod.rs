@@ -80,7 +80,7 @@ pub mod vary;
 
 pub use self::age::AgeInputs;
 pub use self::cache_control::CacheControl;
-pub use self::freshness::{freshness_lifetime, Lifetime};
+pub use self::freshness::{freshness_lifetime, lifetime_with, Lifetime};
 pub use self::reading::{Reading, ReadingCell, ReadingKey};
 pub use self::request::{
     client_conditional_matches, conditional_headers, has_validator, merge_304, reuse_decision,
@@ -140,30 +140,43 @@ fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
 
 /// Splits a comma-separated list field value (RFC 9110 §5.6.1), ignoring
 /// commas inside quoted strings (with backslash escapes) and dropping empty
-/// members.
+/// members. Walks bytes, not chars: the delimiters are ASCII, and no byte of a
+/// multi-byte UTF-8 sequence equals one (this runs for every `Cache-Control`
+/// line parsed, several times per stored response).
 fn split_list(line: &str) -> Vec<&str> {
+    fn push<'a>(out: &mut Vec<&'a str>, member: &'a str) {
+        let member = trim_ows(member);
+        if !member.is_empty() {
+            out.push(member);
+        }
+    }
     let mut out = Vec::new();
     let mut start = 0;
     let mut in_quotes = false;
     let mut escaped = false;
-    for (i, c) in line.char_indices() {
+    for (i, &b) in line.as_bytes().iter().enumerate() {
         if in_quotes {
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 escaped = true;
-            } else if c == '"' {
+            } else if b == b'"' {
                 in_quotes = false;
             }
-        } else if c == '"' {
+        } else if b == b'"' {
             in_quotes = true;
-        } else if c == ',' {
-            out.push(&line[start..i]);
+        } else if b == b',' {
+            push(&mut out, &line[start..i]);
             start = i + 1;
         }
     }
-    out.push(&line[start..]);
-    out.into_iter().map(|m| m.trim_matches([' ', '\t'])).filter(|m| !m.is_empty()).collect()
+    push(&mut out, &line[start..]);
+    out
+}
+
+/// `s` without leading and trailing spaces and tabs (RFC 9110 §5.6.3, OWS).
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches(|c| c == ' ' || c == '\t')
 }
 
 /// A fixed instant `offset` seconds from an arbitrary base, for tests.

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
-use super::{freshness_lifetime, AgeInputs, CacheControl, Lifetime, PolicyConfig};
+use super::{lifetime_with, AgeInputs, CacheControl, Lifetime, PolicyConfig};
 
 /// Names one set of policy settings (knobs and targeted field) for as long as they hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,10 +63,11 @@ impl Reading {
         request_time: SystemTime,
         response_time: SystemTime,
     ) -> Self {
+        let directives = CacheControl::parse(headers);
         Self {
             key,
-            directives: CacheControl::parse(headers),
-            lifetime: freshness_lifetime(status, headers, response_time, policy),
+            lifetime: lifetime_with(status, headers, &directives, response_time, policy),
+            directives,
             corrected_initial_age: AgeInputs::from_response(headers, request_time, response_time)
                 .corrected_initial_age(),
         }
@@ -116,7 +117,7 @@ impl std::fmt::Debug for ReadingCell {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{test_headers, test_time as t};
+    use super::super::{freshness_lifetime, test_headers, test_time as t};
     use super::*;
 
     fn policy(heuristic: u64) -> PolicyConfig {
