@@ -229,8 +229,9 @@ async fn sighup_applies_new_rules_and_log_level() {
     assert!(proxy.wait_log("config reloaded: no changes", WAIT));
 }
 
-/// A hit keeps the policy's reading of the stored head (`policy::reading`); the operator's
-/// rules are applied on top of it at every hit, so a reload still reaches entries already hit.
+/// A stored head keeps the policy's reading of it (`policy::reading`), made when the miss
+/// stored it; the operator's rules are applied on top of it at every hit, so a reload still
+/// reaches entries already stored and hit.
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_rules_reach_entries_whose_head_was_already_read() {
     let origin = Origin::start().await;
@@ -241,7 +242,7 @@ async fn sighup_rules_reach_entries_whose_head_was_already_read() {
     let proxy = start_with(&conf, &cache, &origin);
     let url = format!("http://127.0.0.1:{}/127.0.0.1/fresh", proxy.port);
     assert_eq!(get(&url, &[]).await.header("x-cache"), Some("MISS"));
-    support::until_hit(&url, b"fresh body", WAIT).await; // the hit keeps the head's reading
+    support::until_hit(&url, b"fresh body", WAIT).await; // served from the kept reading
     assert_eq!(origin.hits("/fresh"), 1);
 
     // A rule that makes the entry stale at once: the next request must go to the origin.

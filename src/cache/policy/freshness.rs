@@ -62,18 +62,10 @@ impl Lifetime {
 ///    `Last-Modified`, and a non-zero `cfg.heuristic_lifetime`, which is used
 ///    as-is (no 10% rule; deviation 3).
 /// 6. Otherwise [`Lifetime::None`].
+///
+/// `cc` is the response's `Cache-Control` as parsed from `resp_headers`: a stored head's
+/// reading parses it once for its directives and for this.
 pub fn freshness_lifetime(
-    status: StatusCode,
-    resp_headers: &HeaderMap,
-    response_time: SystemTime,
-    cfg: &PolicyConfig,
-) -> Lifetime {
-    lifetime_with(status, resp_headers, &CacheControl::parse(resp_headers), response_time, cfg)
-}
-
-/// [`freshness_lifetime`] for a caller that has parsed the response's directives `cc` from
-/// `resp_headers` already (a stored head's reading parses them once for both).
-pub fn lifetime_with(
     status: StatusCode,
     resp_headers: &HeaderMap,
     cc: &CacheControl,
@@ -273,7 +265,8 @@ mod tests {
         ];
         for (name, status, pairs, cfg, expected) in rows {
             let status = StatusCode::from_u16(status).expect("status");
-            let got = freshness_lifetime(status, &test_headers(&pairs), t(0), &cfg);
+            let headers = test_headers(&pairs);
+            let got = freshness_lifetime(status, &headers, &CacheControl::parse(&headers), t(0), &cfg);
             assert_eq!(got, expected, "{name}");
         }
     }

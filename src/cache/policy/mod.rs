@@ -80,7 +80,7 @@ pub mod vary;
 
 pub use self::age::AgeInputs;
 pub use self::cache_control::CacheControl;
-pub use self::freshness::{freshness_lifetime, lifetime_with, Lifetime};
+pub use self::freshness::{freshness_lifetime, Lifetime};
 pub use self::reading::{Reading, ReadingCell, ReadingKey};
 pub use self::request::{
     client_conditional_matches, conditional_headers, has_validator, merge_304, reuse_decision,

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
-use super::{lifetime_with, AgeInputs, CacheControl, Lifetime, PolicyConfig};
+use super::{freshness_lifetime, AgeInputs, CacheControl, Lifetime, PolicyConfig};
 
 /// Names one set of policy settings (knobs and targeted field) for as long as they hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl Reading {
         let directives = CacheControl::parse(headers);
         Self {
             key,
-            lifetime: lifetime_with(status, headers, &directives, response_time, policy),
+            lifetime: freshness_lifetime(status, headers, &directives, response_time, policy),
             directives,
             corrected_initial_age: AgeInputs::from_response(headers, request_time, response_time)
                 .corrected_initial_age(),
@@ -117,7 +117,7 @@ impl std::fmt::Debug for ReadingCell {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{freshness_lifetime, test_headers, test_time as t};
+    use super::super::{test_headers, test_time as t};
     use super::*;
 
     fn policy(heuristic: u64) -> PolicyConfig {
@@ -142,7 +142,14 @@ mod tests {
             let headers = test_headers(&pairs);
             let reading = read(ReadingKey::unique(), &headers);
             assert_eq!(reading.directives, CacheControl::parse(&headers), "{pairs:?}");
-            assert_eq!(reading.lifetime, freshness_lifetime(StatusCode::OK, &headers, t(-10), &policy(30)));
+            let lifetime = freshness_lifetime(
+                StatusCode::OK,
+                &headers,
+                &CacheControl::parse(&headers),
+                t(-10),
+                &policy(30),
+            );
+            assert_eq!(reading.lifetime, lifetime, "{pairs:?}");
             let ages = AgeInputs::from_response(&headers, t(-12), t(-10));
             for now in [t(-20), t(-10), t(0), t(3600)] {
                 assert_eq!(reading.current_age(t(-10), now), ages.current_age(now), "{pairs:?} at {now:?}");
