@@ -52,6 +52,11 @@ pub fn build_proxy(args: &RunArgs, listen_port: u16) -> anyhow::Result<Arc<Proxy
         let cache = Cache::open(Some(&args.cache_dir), limits).with_context(|| {
             format!("--cache-dir {}: cannot open the cache directory", args.cache_dir.display())
         })?;
+        // Memory-tier bodies sent with `sendfile` are cheaper to send from a file on the cache
+        // directory's filesystem than from a `memfd` (see `cache::store::mapped`).
+        if let Err(e) = crate::cache::store::mapped::place_in(&args.cache_dir) {
+            tracing::info!(error = %e, "memory-tier bodies of 64-128 KiB go to anonymous memory files");
+        }
         Some(Arc::new(cache.with_shared(args.shared.config()?)))
     };
     let m = &args.modes;

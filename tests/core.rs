@@ -695,6 +695,14 @@ async fn hits_of_the_sendfile_sizes_leave_from_memory_files_intact() {
         assert_eq!((got.header("x-cache"), &got.body), (Some(round), &whole));
     }
     sendable.expect(&proxy, 2.0 * (100.0 * 1024.0 + 90_000.0), "two hits of each mapped body").await;
+    // The two mapped bodies live in files without a name in the cache directory.
+    let in_dir = format!("{}/#", dir.path().display());
+    let unnamed = std::fs::read_dir(format!("/proc/{}/fd", proxy.pid()))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with(&in_dir))
+        .count();
+    assert_eq!(unnamed, 2, "memory files in {}", dir.path().display());
 
     let range = get(&proxy.url(origin.port(), "/streamed"), &[("range", "bytes=50000-99999")]).await;
     assert_eq!(range.status, 206);

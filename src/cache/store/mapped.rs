@@ -14,6 +14,22 @@
 //! 100 KiB). At 192 KiB and more the receiver of the spliced pages pays twice per byte and the
 //! requests per second halved, so larger bodies are copied as before.
 //!
+//! Where the files are made: unlinked files (`O_TMPFILE`) in the cache directory once the
+//! binary has called [`place_in`], else anonymous memory files (`memfd`). Both are held in
+//! memory; they differ in what `sendfile` costs. A `memfd` is shmem, which this kernel (6.18,
+//! shmem huge pages off by default) keeps in 4 KiB pages and splices one page at a time, each
+//! looked up and locked (perf: `shmem_file_splice_read`, `shmem_get_folio_gfp`,
+//! `filemap_get_entry`, about 8% of a 100 KB hit). A file on a disk filesystem is spliced
+//! from the page cache in batches (`filemap_get_read_batch`, 1%), as nginx's cache files are.
+//! Measured in `bench/` (BENCHMARKS.md): 8% less CPU per 100 KB hit. The price: the kernel
+//! writes such a file's pages back to the disk like any other, once, in the background (after
+//! `vm.dirty_expire_centisecs`, 30 s by default, so short-lived bodies never reach it), and
+//! under memory pressure it may drop them and read them back, where a `memfd` would stay. The
+//! space is the cache directory's filesystem's, freed when the body leaves the memory tier
+//! (the file has no name: nothing to clean up after a crash). If the directory cannot hold
+//! such a file (no `O_TMPFILE` support, no space, no permission), memory files fall back to
+//! `memfd` for the rest of the process, with one log line.
+//!
 //! Each mapped body holds a descriptor and a mapping, so their number is capped (a quarter of
 //! the descriptor limit, at most [`MAX_MAPPED`]); past the cap, or if the kernel refuses,
 //! bodies stay on the heap as before.
@@ -22,7 +38,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::RangeInclusive;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -39,6 +56,22 @@ static TABLE: RwLock<BTreeMap<usize, (usize, Arc<File>)>> = RwLock::new(BTreeMap
 
 /// Mapped bodies alive now.
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The directory memory files are made in, once [`place_in`] has named one.
+static PLACE: OnceLock<File> = OnceLock::new();
+
+/// Set when a file could not be made or written in [`PLACE`]: `memfd`s from then on.
+static PLACE_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Makes later memory files as unlinked files in `dir` (the cache directory) rather than as
+/// `memfd`s: see the module doc for why and at what price. Only the first call counts.
+pub fn place_in(dir: &Path) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(dir, flags, Mode::empty())?;
+    let _ = PLACE.set(File::from(fd));
+    Ok(())
+}
 
 /// A body in a memory file, mapped read-only.
 struct Mapping {
@@ -109,16 +142,45 @@ pub fn share(body: Bytes) -> Bytes {
     from_chunks(std::slice::from_ref(&body)).unwrap_or(body)
 }
 
-fn map_chunks(chunks: &[Bytes], len: usize) -> std::io::Result<Bytes> {
-    use rustix::mm::{MapFlags, ProtFlags};
+/// A new memory file holding `chunks`: in `place` until that fails once (`failed` says so),
+/// else a `memfd`.
+fn file_with(place: Option<&File>, failed: &AtomicBool, chunks: &[Bytes]) -> std::io::Result<File> {
+    if let Some(dir) = place.filter(|_| !failed.load(Ordering::Relaxed)) {
+        match unlinked_file_in(dir).and_then(|f| write_chunks(f, chunks)) {
+            Ok(file) => return Ok(file),
+            Err(e) if !failed.swap(true, Ordering::Relaxed) => tracing::info!(
+                error = %e,
+                "memory-tier bodies of 64-128 KiB go to anonymous memory files from now on: \
+                 none could be made in the cache directory"
+            ),
+            Err(_) => {}
+        }
+    }
     let fd = rustix::fs::memfd_create("httpcache-body", rustix::fs::MemfdFlags::CLOEXEC)?;
-    let file = File::from(fd);
-    // Written with `pwrite` before the mapping exists: the mapping is then read-only for life.
+    write_chunks(File::from(fd), chunks)
+}
+
+/// A new file without a name in the directory `dir`, readable and writable by this process.
+fn unlinked_file_in(dir: &File) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    Ok(File::from(rustix::fs::openat(dir, ".", flags, Mode::RUSR | Mode::WUSR)?))
+}
+
+/// `file` with `chunks` written from its start, with `pwrite`, before any mapping of it exists:
+/// the mapping is then read-only for life.
+fn write_chunks(file: File, chunks: &[Bytes]) -> std::io::Result<File> {
     let mut at = 0u64;
     for c in chunks {
         file.write_all_at(c, at)?;
         at += c.len() as u64;
     }
+    Ok(file)
+}
+
+fn map_chunks(chunks: &[Bytes], len: usize) -> std::io::Result<Bytes> {
+    use rustix::mm::{MapFlags, ProtFlags};
+    let file = file_with(PLACE.get(), &PLACE_FAILED, chunks)?;
     // SAFETY: a new shared read-only mapping of a memory file only this module can reach,
     // and nothing writes that file from now on; the length is the file's own.
     let ptr = unsafe {
@@ -166,6 +228,49 @@ mod tests {
         assert_eq!(back, &data[1000..5000]);
         // Heap memory is not found, whatever is mapped around it.
         assert!(find(&data[..]).is_none());
+    }
+
+    /// What `/proc` says the descriptor of `file` points at.
+    fn target(file: &File) -> String {
+        use std::os::fd::AsRawFd;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
+        link.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_memory_file_in_a_directory_has_no_name_and_holds_the_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let place = File::open(dir.path()).unwrap();
+        let failed = AtomicBool::new(false);
+        let data = pattern(70_000);
+        let chunks = [Bytes::copy_from_slice(&data[..1]), Bytes::copy_from_slice(&data[1..])];
+        let file = file_with(Some(&place), &failed, &chunks).unwrap();
+        let meta = file.metadata().unwrap();
+        assert!(meta.is_file());
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 0, "the file has no name");
+        assert_eq!(meta.len(), 70_000);
+        assert!(target(&file).starts_with(&dir.path().to_string_lossy().into_owned()), "{}", target(&file));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing left in the directory");
+        let mut back = vec![0u8; data.len()];
+        file.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, data);
+        assert!(!failed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_place_that_cannot_hold_files_falls_back_to_memfd_for_good() {
+        // A regular file is no directory: `openat` fails as an unsupported filesystem would.
+        let not_a_dir = tempfile::tempfile().unwrap();
+        let failed = AtomicBool::new(false);
+        let chunks = [Bytes::from(pattern(65_536))];
+        for _ in 0..2 {
+            let file = file_with(Some(&not_a_dir), &failed, &chunks).unwrap();
+            assert!(target(&file).starts_with("/memfd:"), "{}", target(&file));
+            assert_eq!(file.metadata().unwrap().len(), 65_536);
+            assert!(failed.load(Ordering::Relaxed), "the place is not tried again");
+        }
+        let file = file_with(None, &AtomicBool::new(false), &chunks).unwrap();
+        assert!(target(&file).starts_with("/memfd:"), "{}", target(&file));
     }
 
     #[test]
