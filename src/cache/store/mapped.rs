@@ -12,7 +12,9 @@
 //! on the other): at 32 KiB `sendfile` took more CPU per request than the copy (15-17 µs against
 //! 12-13 µs), level at 64 KiB, and less at 100 and 128 KiB (22-24 µs against 25-46 µs at
 //! 100 KiB). At 192 KiB and more the receiver of the spliced pages pays twice per byte and the
-//! requests per second halved, so larger bodies are copied as before.
+//! requests per second halved, so larger bodies are copied as before. Checked again once the
+//! files were on ext4: level at 32 KiB, 0.65-1.23x the copy's rate at 256 KiB, 0.47-0.49x at
+//! 1 MiB, so the range stayed.
 //!
 //! Where the files are made: unlinked files (`O_TMPFILE`) in the cache directory once the
 //! binary has called [`place_in`], else anonymous memory files (`memfd`). Both are held in
@@ -21,14 +23,17 @@
 //! looked up and locked (perf: `shmem_file_splice_read`, `shmem_get_folio_gfp`,
 //! `filemap_get_entry`, about 8% of a 100 KB hit). A file on a disk filesystem is spliced
 //! from the page cache in batches (`filemap_get_read_batch`, 1%), as nginx's cache files are.
-//! Measured in `bench/` (BENCHMARKS.md): 8% less CPU per 100 KB hit. The price: the kernel
-//! writes such a file's pages back to the disk like any other, once, in the background (after
+//! Measured (BENCHMARKS.md): 6-14% less CPU per 100 KB hit, 4-10% more hits per second in
+//! alternating pinned pairs, the range above unchanged. The price: the kernel writes such a
+//! file's pages back to the disk like any other, once, in the background (after
 //! `vm.dirty_expire_centisecs`, 30 s by default, so short-lived bodies never reach it), and
-//! under memory pressure it may drop them and read them back, where a `memfd` would stay. The
-//! space is the cache directory's filesystem's, freed when the body leaves the memory tier
-//! (the file has no name: nothing to clean up after a crash). If the directory cannot hold
-//! such a file (no `O_TMPFILE` support, no space, no permission), memory files fall back to
-//! `memfd` for the rest of the process, with one log line.
+//! under memory pressure it may drop them and read them back, where a `memfd` would stay (a
+//! disk that then fails that read faults the process through the mapping, a risk a `memfd`
+//! does not carry; with no swap, a `memfd` risks the OOM killer instead). The space is the
+//! cache directory's filesystem's, freed when the body leaves the memory tier (the file has no
+//! name: nothing to clean up after a crash). If the directory cannot hold such a file (no
+//! `O_TMPFILE` support, no space, no permission), memory files fall back to `memfd` for the
+//! rest of the process, with one log line.
 //!
 //! Each mapped body holds a descriptor and a mapping, so their number is capped (a quarter of
 //! the descriptor limit, at most [`MAX_MAPPED`]); past the cap, or if the kernel refuses,
