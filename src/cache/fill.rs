@@ -154,12 +154,10 @@ impl Fill {
 }
 
 /// The whole body in one allocation of its own size: received chunks are slices of larger
-/// network buffers, which a long-lived memory entry must not keep alive. Bodies of the sizes
-/// sent with `sendfile` go into a memory file instead (`store::mapped`).
+/// network buffers, which a long-lived memory entry must not keep alive. (Bodies of the sizes
+/// sent with `sendfile` are copied into a memory file when stored, off the runtime's threads:
+/// `Cache::store_complete`.)
 fn concat(chunks: &[Bytes]) -> Bytes {
-    if let Some(body) = crate::cache::store::mapped::from_chunks(chunks) {
-        return body;
-    }
     match chunks {
         [] => Bytes::new(),
         [one] => Bytes::copy_from_slice(one),

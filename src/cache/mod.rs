@@ -346,7 +346,17 @@ impl Cache {
         let removals = self.removals.load(std::sync::atomic::Ordering::SeqCst);
         let inline_max = self.memory.max_object();
         let k = key.clone();
-        let entry = tokio::task::spawn_blocking(move || disk.lookup(&k, inline_max)).await.ok()??;
+        let entry = tokio::task::spawn_blocking(move || {
+            // A body that may be promoted goes into its memory file here, off the runtime.
+            disk.lookup(&k, inline_max).map(|mut e| {
+                if let DiskBody::Inline(bytes) = e.body {
+                    e.body = DiskBody::Inline(store::mapped::share(bytes));
+                }
+                e
+            })
+        })
+        .await
+        .ok()??;
         let head = Arc::new(entry.head);
         let body = match entry.body {
             DiskBody::Inline(bytes) => {
@@ -408,8 +418,9 @@ impl Cache {
     /// full: then it earns its place by being asked for again (its first disk hit promotes it).
     /// An entry the tier already holds for the key is replaced in any case: left there, the
     /// older response would keep being found first.
-    pub fn admit_to_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
+    pub async fn admit_to_memory(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
         if self.memory.takes_new(key.hash()) {
+            let body = store::mapped::share_off_runtime(body).await;
             self.memory.insert(*key.hash(), Arc::new(MemEntry::new(head, body)));
         } else {
             self.memory.defer();
@@ -424,6 +435,7 @@ impl Cache {
     /// counted) and the entry is kept in memory: waiting would pile up entries without bound.
     pub async fn store_complete(&self, key: &CacheKey, head: Arc<StoredHead>, body: Bytes) {
         let hash = *key.hash();
+        let body = store::mapped::share_off_runtime(body).await;
         let (Some(tx), Some(disk)) = (&self.writes, &self.disk) else {
             self.memory.insert(hash, Arc::new(MemEntry::new(head, body)));
             return;
@@ -623,9 +635,26 @@ mod tests {
         cache.store_complete(&held, head(&held), Bytes::from_static(b"newer")).await;
         let hit = cache.lookup_exact(&held).await.unwrap();
         assert!(matches!(&hit.body, CachedBody::Memory(b) if b == &b"newer"[..]));
-        cache.admit_to_memory(&held, head(&held), Bytes::from_static(b"newest"));
+        cache.admit_to_memory(&held, head(&held), Bytes::from_static(b"newest")).await;
         let hit = cache.lookup_exact(&held).await.unwrap();
         assert!(matches!(&hit.body, CachedBody::Memory(b) if b == &b"newest"[..]));
+    }
+
+    #[tokio::test]
+    async fn stored_bodies_of_the_sendfile_sizes_are_kept_in_memory_files() {
+        let (_dir, cache) = cache_with_memory(16 << 20);
+        let mapped = |k: &CacheKey| {
+            let entry = cache.memory().get(k.hash()).expect("in memory");
+            store::mapped::find(&entry.body).is_some()
+        };
+        let body = Bytes::from(vec![7u8; 64 * 1024]); // the smallest size sent with sendfile
+        cache.store_complete(&key(1), head(&key(1)), body.clone()).await;
+        assert!(mapped(&key(1)), "a stored body");
+        cache.admit_to_memory(&key(2), head(&key(2)), body.clone()).await;
+        assert!(mapped(&key(2)), "a body admitted after its disk write");
+        cache.store_complete(&key(3), head(&key(3)), Bytes::from(vec![7u8; 1024])).await;
+        assert!(!mapped(&key(3)), "a small body stays on the heap");
+        assert_eq!(cache.memory().get(key(1).hash()).unwrap().body, body);
     }
 
     #[tokio::test]

@@ -431,7 +431,7 @@ impl Pump {
         let (on_disk, body) = self.sink.finish(outcome.clone(), store, exact).await;
         if let (true, Some(body)) = (store, &body) {
             if on_disk {
-                self.cache.admit_to_memory(&self.key, self.head.clone(), body.clone());
+                self.cache.admit_to_memory(&self.key, self.head.clone(), body.clone()).await;
             } else {
                 self.cache.store_complete(&self.key, self.head.clone(), body.clone()).await;
             }

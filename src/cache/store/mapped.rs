@@ -3,9 +3,9 @@
 //!
 //! Why: a 100 KB hit spent 40% of its CPU in the kernel's copy of the body into the socket
 //! (perf: `_copy_from_iter`), which nginx avoids by sending its cache file with `sendfile`.
-//! A body whose length is in [`SENDFILE_RANGE`] is written once into an anonymous memory file
-//! (`memfd`) and mapped read-only; everything that reads the body (ranges, HTTP/2, TLS, the disk
-//! writer) reads the mapping as ordinary `Bytes`. The mapping is registered by address, because
+//! A body whose length is in [`SENDFILE_RANGE`] is written once into a memory file (below: where
+//! it is made) and mapped read-only; everything that reads the body (ranges, HTTP/2, TLS, the
+//! disk writer) reads the mapping as ordinary `Bytes`. The mapping is registered by address, because
 //! hyper hands the connection only slices: [`find`] tells which file and offset hold a slice.
 //!
 //! Why only that range (measured on loopback, a minimal server pinned to one CPU, `wrk -c64`
@@ -23,8 +23,8 @@
 //! looked up and locked (perf: `shmem_file_splice_read`, `shmem_get_folio_gfp`,
 //! `filemap_get_entry`, about 8% of a 100 KB hit). A file on a disk filesystem is spliced
 //! from the page cache in batches (`filemap_get_read_batch`, 1%), as nginx's cache files are.
-//! Measured (BENCHMARKS.md): 6-14% less CPU per 100 KB hit, 4-10% more hits per second in
-//! alternating pinned pairs, the range above unchanged. The price: the kernel writes such a
+//! Measured (BENCHMARKS.md): 9% less CPU per 100 KB hit and 6% more hits per second (medians
+//! of 22 alternating pinned pairs), the range above unchanged. The price: the kernel writes such a
 //! file's pages back to the disk like any other, once, in the background (after
 //! `vm.dirty_expire_centisecs`, 30 s by default, so short-lived bodies never reach it), and
 //! under memory pressure it may drop them and read them back, where a `memfd` would stay (a
@@ -33,7 +33,14 @@
 //! cache directory's filesystem's, freed when the body leaves the memory tier (the file has no
 //! name: nothing to clean up after a crash). If the directory cannot hold such a file (no
 //! `O_TMPFILE` support, no space, no permission), memory files fall back to `memfd` for the
-//! rest of the process, with one log line.
+//! rest of the process, with one log line. An inode made for every new body and freed for every
+//! evicted one was dear on ext4 (100 KB misses at 1.2-3.9x the CPU they took with `memfd`s),
+//! so a file whose body is gone is emptied and kept for the next body ([`SPARE`]); with that,
+//! misses came out level with `memfd`s once the memory tier had its files (filling it makes
+//! one inode per body). Making and writing such a file goes through the
+//! filesystem (its journal; the kernel's throttling of dirty pages when the disk falls
+//! behind), so it is done on tokio's blocking pool ([`share_off_runtime`], or a caller that is
+//! on it already), never on a thread that serves connections.
 //!
 //! Each mapped body holds a descriptor and a mapping, so their number is capped (a quarter of
 //! the descriptor limit, at most [`MAX_MAPPED`]); past the cap, or if the kernel refuses,
@@ -48,7 +55,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 /// Body lengths kept in memory files (see the module doc for the measurements).
 pub const SENDFILE_RANGE: RangeInclusive<usize> = 64 * 1024..=128 * 1024;
@@ -68,6 +75,15 @@ static PLACE: OnceLock<File> = OnceLock::new();
 /// Set when a file could not be made or written in [`PLACE`]: `memfd`s from then on.
 static PLACE_FAILED: AtomicBool = AtomicBool::new(false);
 
+/// Emptied files of [`PLACE`] whose bodies are gone, for the next bodies. On ext4, making an
+/// inode for every new body and freeing one for every evicted body made a 100 KB miss cost
+/// 1.2-3.9x the CPU it did with `memfd`s (the inode allocator's `recently_deleted` scans);
+/// emptying a file and writing it again costs less than a new `memfd` (BENCHMARKS.md).
+static SPARE: Mutex<Vec<File>> = Mutex::new(Vec::new());
+
+/// The most spare files kept (each a descriptor, no space: they are emptied).
+const MAX_SPARE: usize = 128;
+
 /// Makes later memory files as unlinked files in `dir` (the cache directory) rather than as
 /// `memfd`s: see the module doc for why and at what price. Only the first call counts.
 pub fn place_in(dir: &Path) -> std::io::Result<()> {
@@ -83,6 +99,8 @@ struct Mapping {
     /// Start of the mapping (an address, so that the owner is `Send` without an `unsafe impl`).
     addr: usize,
     len: usize,
+    /// Whether the file is in [`PLACE`], to be reused once emptied (a `memfd` is just closed).
+    reusable: bool,
 }
 
 impl AsRef<[u8]> for Mapping {
@@ -96,11 +114,33 @@ impl AsRef<[u8]> for Mapping {
 impl Drop for Mapping {
     fn drop(&mut self) {
         // Out of the table first: no slice of it can be looked up once it is gone.
-        TABLE.write().remove(&self.addr);
+        let entry = TABLE.write().remove(&self.addr);
         // SAFETY: the mapping is this owner's alone, and `Bytes` drops its owner only once
         // every slice of it is gone. Pages a socket still holds stay alive in the kernel.
         let _ = unsafe { rustix::mm::munmap(self.addr as *mut std::ffi::c_void, self.len) };
         LIVE.fetch_sub(1, Ordering::Relaxed);
+        // The table held the last reference: `find` hands out clones only for slices, and
+        // none is left. Emptying or closing a file of the cache directory goes through the
+        // filesystem, so it is done on tokio's blocking pool when this runs on the runtime.
+        if let Some(file) = entry.and_then(|(_, f)| Arc::try_unwrap(f).ok()).filter(|_| self.reusable) {
+            let keep = move || keep_spare(&SPARE, file);
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(keep)),
+                Err(_) => keep(),
+            }
+        }
+    }
+}
+
+/// Empties `file` (its pages leave the file; those a socket still holds stay alive in the
+/// kernel, so a body sent with `sendfile` is never overwritten) and keeps it in `spare`, or
+/// closes it when `spare` is full or the file cannot be emptied.
+fn keep_spare(spare: &Mutex<Vec<File>>, file: File) {
+    if file.set_len(0).is_ok() {
+        let mut spare = spare.lock();
+        if spare.len() < MAX_SPARE {
+            spare.push(file);
+        }
     }
 }
 
@@ -139,7 +179,19 @@ pub fn from_chunks(chunks: &[Bytes]) -> Option<Bytes> {
     }
 }
 
-/// `body` itself if it is mapped or not wanted in a memory file, or else a mapped copy.
+/// [`share`] on tokio's blocking pool: making a file in the cache directory and writing it go
+/// through the filesystem (its journal, the kernel's throttling of dirty pages when the disk
+/// falls behind), which must not hold up a thread that serves connections.
+pub async fn share_off_runtime(body: Bytes) -> Bytes {
+    if !wanted(body.len()) || find(&body).is_some() {
+        return body;
+    }
+    let heap = body.clone();
+    tokio::task::spawn_blocking(move || share(body)).await.unwrap_or(heap)
+}
+
+/// `body` itself if it is mapped or not wanted in a memory file, or else a mapped copy. It
+/// may block on the filesystem: from async code, see [`share_off_runtime`].
 pub fn share(body: Bytes) -> Bytes {
     if !wanted(body.len()) || find(&body).is_some() {
         return body;
@@ -147,12 +199,18 @@ pub fn share(body: Bytes) -> Bytes {
     from_chunks(std::slice::from_ref(&body)).unwrap_or(body)
 }
 
-/// A new memory file holding `chunks`: in `place` until that fails once (`failed` says so),
-/// else a `memfd`.
-fn file_with(place: Option<&File>, failed: &AtomicBool, chunks: &[Bytes]) -> std::io::Result<File> {
+/// A new memory file holding `chunks`, and whether it is in `place`: there (an emptied file
+/// from `spare`, or a new one) until that fails once (`failed` says so), else a `memfd`.
+fn file_with(
+    place: Option<&File>,
+    failed: &AtomicBool,
+    spare: &Mutex<Vec<File>>,
+    chunks: &[Bytes],
+) -> std::io::Result<(File, bool)> {
     if let Some(dir) = place.filter(|_| !failed.load(Ordering::Relaxed)) {
-        match unlinked_file_in(dir).and_then(|f| write_chunks(f, chunks)) {
-            Ok(file) => return Ok(file),
+        let reused = spare.lock().pop();
+        match reused.map_or_else(|| unlinked_file_in(dir), Ok).and_then(|f| write_chunks(f, chunks)) {
+            Ok(file) => return Ok((file, true)),
             Err(e) if !failed.swap(true, Ordering::Relaxed) => tracing::info!(
                 error = %e,
                 "memory-tier bodies of 64-128 KiB go to anonymous memory files from now on: \
@@ -162,7 +220,7 @@ fn file_with(place: Option<&File>, failed: &AtomicBool, chunks: &[Bytes]) -> std
         }
     }
     let fd = rustix::fs::memfd_create("httpcache-body", rustix::fs::MemfdFlags::CLOEXEC)?;
-    write_chunks(File::from(fd), chunks)
+    Ok((write_chunks(File::from(fd), chunks)?, false))
 }
 
 /// A new file without a name in the directory `dir`, readable and writable by this process.
@@ -185,9 +243,10 @@ fn write_chunks(file: File, chunks: &[Bytes]) -> std::io::Result<File> {
 
 fn map_chunks(chunks: &[Bytes], len: usize) -> std::io::Result<Bytes> {
     use rustix::mm::{MapFlags, ProtFlags};
-    let file = file_with(PLACE.get(), &PLACE_FAILED, chunks)?;
+    let (file, reusable) = file_with(PLACE.get(), &PLACE_FAILED, &SPARE, chunks)?;
     // SAFETY: a new shared read-only mapping of a memory file only this module can reach,
-    // and nothing writes that file from now on; the length is the file's own.
+    // and nothing writes that file while it is mapped (a file is emptied and reused only once
+    // its mapping is gone: `Mapping::drop`); the length is what was just written.
     let ptr = unsafe {
         rustix::mm::mmap(
             std::ptr::null_mut(),
@@ -200,7 +259,7 @@ fn map_chunks(chunks: &[Bytes], len: usize) -> std::io::Result<Bytes> {
     };
     let addr = ptr as usize;
     TABLE.write().insert(addr, (len, Arc::new(file)));
-    Ok(Bytes::from_owner(Mapping { addr, len }))
+    Ok(Bytes::from_owner(Mapping { addr, len, reusable }))
 }
 
 /// The memory file holding `slice` and the slice's offset in it, if `slice` lies within a
@@ -249,7 +308,8 @@ mod tests {
         let failed = AtomicBool::new(false);
         let data = pattern(70_000);
         let chunks = [Bytes::copy_from_slice(&data[..1]), Bytes::copy_from_slice(&data[1..])];
-        let file = file_with(Some(&place), &failed, &chunks).unwrap();
+        let (file, reusable) = file_with(Some(&place), &failed, &Mutex::default(), &chunks).unwrap();
+        assert!(reusable);
         let meta = file.metadata().unwrap();
         assert!(meta.is_file());
         assert_eq!(std::os::unix::fs::MetadataExt::nlink(&meta), 0, "the file has no name");
@@ -269,13 +329,42 @@ mod tests {
         let failed = AtomicBool::new(false);
         let chunks = [Bytes::from(pattern(65_536))];
         for _ in 0..2 {
-            let file = file_with(Some(&not_a_dir), &failed, &chunks).unwrap();
+            let (file, reusable) = file_with(Some(&not_a_dir), &failed, &Mutex::default(), &chunks).unwrap();
+            assert!(!reusable);
             assert!(target(&file).starts_with("/memfd:"), "{}", target(&file));
             assert_eq!(file.metadata().unwrap().len(), 65_536);
             assert!(failed.load(Ordering::Relaxed), "the place is not tried again");
         }
-        let file = file_with(None, &AtomicBool::new(false), &chunks).unwrap();
+        let (file, _) = file_with(None, &AtomicBool::new(false), &Mutex::default(), &chunks).unwrap();
         assert!(target(&file).starts_with("/memfd:"), "{}", target(&file));
+    }
+
+    #[test]
+    fn a_file_whose_body_is_gone_is_emptied_and_holds_the_next_body() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let place = File::open(dir.path()).unwrap();
+        let (failed, spare) = (AtomicBool::new(false), Mutex::default());
+        let first = [Bytes::from(pattern(120_000))];
+        let (file, _) = file_with(Some(&place), &failed, &spare, &first).unwrap();
+        let inode = file.metadata().unwrap().ino();
+        // Another descriptor of the same file, to see it emptied.
+        let observer = file.try_clone().unwrap();
+        keep_spare(&spare, file);
+        assert_eq!(spare.lock().len(), 1);
+        assert_eq!(observer.metadata().unwrap().len(), 0, "emptied while spare");
+        let second = [Bytes::from(vec![9u8; 70_000])];
+        let (again, _) = file_with(Some(&place), &failed, &spare, &second).unwrap();
+        assert_eq!(again.metadata().unwrap().ino(), inode, "the same file, not a new inode");
+        assert_eq!(again.metadata().unwrap().len(), 70_000, "nothing of the longer body is left");
+        let mut back = vec![0u8; 70_000];
+        again.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(back, vec![9u8; 70_000]);
+        assert!(spare.lock().is_empty());
+        // A full spare list closes what it cannot keep.
+        let full = Mutex::new((0..MAX_SPARE).map(|_| tempfile::tempfile().unwrap()).collect::<Vec<_>>());
+        keep_spare(&full, again);
+        assert_eq!(full.lock().len(), MAX_SPARE);
     }
 
     #[test]

@@ -38,10 +38,9 @@ const HITS_PER_DISK_MARK: u32 = 64;
 impl MemEntry {
     /// An entry, weighed by what it really holds (body, header fields, key, and the policy's
     /// reading of the head, kept from when a miss stores it, or from the first hit of one
-    /// loaded from disk). A body of the sizes sent with `sendfile` is moved into a memory file
-    /// if it is not in one yet.
+    /// loaded from disk). A body of the sizes sent with `sendfile` should be in a memory file
+    /// already (`mapped::share`, done off the runtime's threads by the callers in `cache`).
     pub fn new(head: Arc<StoredHead>, body: Bytes) -> Self {
-        let body = super::mapped::share(body);
         let fields: u64 =
             head.headers.iter().map(|(n, v)| n.as_str().len() as u64 + v.len() as u64 + FIELD_OVERHEAD).sum();
         let weight = ENTRY_OVERHEAD + READING_BYTES + head.key.len() as u64 + fields + body.len() as u64;
