@@ -121,21 +121,19 @@ impl Fill {
 
     /// Ends the fill. On success returns the whole body if it was retained in memory.
     pub fn finish(&self, outcome: Result<(), FillError>) -> Option<Bytes> {
-        self.end(outcome, false)
+        self.finish_kept(outcome, false).map(Kept::joined)
     }
 
-    /// Ends the fill of a body that came as one chunk owning exactly its own allocation (no
-    /// slice of a larger buffer): the returned body is that chunk itself, not a copy.
-    pub fn finish_exact(&self, outcome: Result<(), FillError>) -> Option<Bytes> {
-        self.end(outcome, true)
-    }
-
-    fn end(&self, outcome: Result<(), FillError>, exact: bool) -> Option<Bytes> {
+    /// Ends the fill and returns what it retained, not yet joined (the sink joins it where a
+    /// body of the sizes sent with `sendfile` can go straight into its memory file). `exact`
+    /// says the body came as one chunk owning exactly its own allocation (no slice of a larger
+    /// buffer): that chunk is then the body itself, not a copy.
+    pub fn finish_kept(&self, outcome: Result<(), FillError>, exact: bool) -> Option<Kept> {
         let mut s = self.state.lock();
         let body = match (&s.chunks[..], outcome.is_ok() && s.retaining) {
             (_, false) => None,
-            ([whole], true) if exact => Some(whole.clone()),
-            (chunks, true) => Some(concat(chunks)),
+            ([whole], true) if exact => Some(Kept::Whole(whole.clone())),
+            (chunks, true) => Some(Kept::Chunks(chunks.to_vec())),
         };
         s.outcome = Some(outcome);
         drop(s);
@@ -153,10 +151,35 @@ impl Fill {
     }
 }
 
+/// What a complete fill retained of its body.
+#[derive(Clone)]
+pub enum Kept {
+    /// One chunk owning exactly its allocation: the body itself.
+    Whole(Bytes),
+    /// Chunks, slices of network buffers, still to be joined.
+    Chunks(Vec<Bytes>),
+}
+
+impl Kept {
+    /// The body's length.
+    pub fn body_len(&self) -> usize {
+        match self {
+            Kept::Whole(b) => b.len(),
+            Kept::Chunks(c) => c.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// The body in one allocation of its own (see [`concat`]).
+    pub fn joined(self) -> Bytes {
+        match self {
+            Kept::Whole(b) => b,
+            Kept::Chunks(c) => concat(&c),
+        }
+    }
+}
+
 /// The whole body in one allocation of its own size: received chunks are slices of larger
-/// network buffers, which a long-lived memory entry must not keep alive. (Bodies of the sizes
-/// sent with `sendfile` are copied into a memory file when stored, off the runtime's threads:
-/// `Cache::store_complete`.)
+/// network buffers, which a long-lived memory entry must not keep alive.
 fn concat(chunks: &[Bytes]) -> Bytes {
     match chunks {
         [] => Bytes::new(),
@@ -295,7 +318,7 @@ mod tests {
         let whole = Bytes::from(vec![1u8; 3000]);
         let fill = Arc::new(Fill::new(head(), 1 << 20, None));
         fill.push(whole.clone());
-        let kept = fill.finish_exact(Ok(())).unwrap();
+        let kept = fill.finish_kept(Ok(()), true).unwrap().joined();
         assert_eq!(kept.as_ptr(), whole.as_ptr(), "no copy of a body that owns its buffer");
         assert_eq!(read_all(fill.reader()).await.unwrap(), whole);
 
@@ -312,7 +335,7 @@ mod tests {
         let fill = Fill::new(head(), 1 << 20, None);
         fill.push(Bytes::from_static(b"ab"));
         fill.push(Bytes::from_static(b"cd"));
-        assert_eq!(fill.finish_exact(Ok(())).unwrap(), "abcd");
+        assert_eq!(fill.finish_kept(Ok(()), true).unwrap().joined(), "abcd");
     }
 
     #[tokio::test]

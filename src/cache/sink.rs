@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::fill::{Fill, FillError};
+use super::fill::{Fill, FillError, Kept};
 use super::store::disk::EntryWriter;
+use super::store::mapped;
 
 /// Chunks queued for the disk writer before the fetch waits (backpressure from the disk).
 const WRITER_QUEUE: usize = 16;
@@ -53,7 +54,7 @@ impl FillSink {
     /// disk entry was committed, and the whole body if it was kept in memory.
     ///
     /// `exact` says the body came as one chunk owning exactly its own allocation (see
-    /// [`Fill::finish_exact`]).
+    /// [`Fill::finish_kept`]).
     pub async fn finish(
         mut self,
         outcome: Result<(), FillError>,
@@ -71,9 +72,28 @@ impl FillSink {
         // Dropping the sender without a commit makes the writer discard the temporary file.
         self.writer = None;
         self.finished = true;
-        let body = if exact { self.fill.finish_exact(outcome) } else { self.fill.finish(outcome) };
+        let body = match self.fill.finish_kept(outcome, exact) {
+            Some(kept) => Some(memory_body(kept).await),
+            None => None,
+        };
         (stored, body)
     }
+}
+
+/// The memory entry's body from what the fill kept: joined on the heap, or, at the sizes
+/// sent with `sendfile`, written straight into its memory file (one copy, not a join and then
+/// a copy) on tokio's blocking pool, since making that file goes through the filesystem.
+async fn memory_body(kept: Kept) -> Bytes {
+    if !mapped::wanted(kept.body_len()) {
+        return kept.joined();
+    }
+    let fallback = kept.clone();
+    tokio::task::spawn_blocking(move || match kept {
+        Kept::Whole(body) => mapped::share(body),
+        Kept::Chunks(chunks) => mapped::from_chunks(&chunks).unwrap_or_else(|| Kept::Chunks(chunks).joined()),
+    })
+    .await
+    .unwrap_or_else(|_| fallback.joined())
 }
 
 impl Drop for FillSink {

@@ -179,11 +179,16 @@ pub fn from_chunks(chunks: &[Bytes]) -> Option<Bytes> {
     }
 }
 
+/// Whether `body` is of the sizes kept in memory files and not in one yet.
+fn needs_file(body: &Bytes) -> bool {
+    wanted(body.len()) && find(body).is_none()
+}
+
 /// [`share`] on tokio's blocking pool: making a file in the cache directory and writing it go
 /// through the filesystem (its journal, the kernel's throttling of dirty pages when the disk
 /// falls behind), which must not hold up a thread that serves connections.
 pub async fn share_off_runtime(body: Bytes) -> Bytes {
-    if !wanted(body.len()) || find(&body).is_some() {
+    if !needs_file(&body) {
         return body;
     }
     let heap = body.clone();
@@ -193,7 +198,7 @@ pub async fn share_off_runtime(body: Bytes) -> Bytes {
 /// `body` itself if it is mapped or not wanted in a memory file, or else a mapped copy. It
 /// may block on the filesystem: from async code, see [`share_off_runtime`].
 pub fn share(body: Bytes) -> Bytes {
-    if !wanted(body.len()) || find(&body).is_some() {
+    if !needs_file(&body) {
         return body;
     }
     from_chunks(std::slice::from_ref(&body)).unwrap_or(body)
