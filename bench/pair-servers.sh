@@ -1,25 +1,27 @@
-# Sourced by the pair probes (miss-pair.sh, page-pair.sh): builds this proxy, then starts an
-# nginx origin configured as the harness's, Apache Traffic Server in front of it and this proxy,
-# all on CPU 0, and waits until both proxies answer. Not meant to be run on its own.
+# Sourced by the pair probes (miss-pair.sh, page-pair.sh, build-pair.sh). Not meant to be run
+# on its own.
 #
+# pair_origin_start NAME ORIGIN_PORT FILL
+#   Starts an nginx origin configured as the harness's, on CPU 0, serving a web root that FILL
+#   (a command run with the root as its argument) fills. NAME: scratch directory prefix.
+#   Sets: dir (scratch, removed on exit), origin_port, pair_pids (killed on exit).
+#   Needs nginx.
 # pair_servers_start NAME ORIGIN_PORT OURS_PORT ATS_PORT FILL
-#   NAME: scratch directory prefix; FILL: a command run with the web root as its argument,
-#   which must create obj/1k.bin there (the readiness probe fetches it).
-# Sets: dir (scratch, removed on exit), origin_port, ours_port, ats_port, ours and ats (pids),
-# origin_worker (the origin's worker pid). Needs nginx, curl, traffic_server and
-# ../shared/bench/conf/trafficserver-setup.sh.
+#   Builds this proxy, then starts that origin, Apache Traffic Server in front of it and this
+#   proxy, all on CPU 0, and waits until both proxies answer. FILL must create obj/1k.bin (the
+#   readiness probe fetches it).
+#   Also sets: ours_port, ats_port, ours and ats (pids), origin_worker (the origin's worker
+#   pid). Needs curl, traffic_server and ../shared/bench/conf/trafficserver-setup.sh.
 
-pair_servers_start() {
-    origin_port=$2 ours_port=$3 ats_port=$4
-    cargo build --release --quiet
-    local bin="${CARGO_TARGET_DIR:-target}/release/httpcache-proxy"
+pair_origin_start() {
+    origin_port=$2
     dir=$(mktemp -d "/tmp/httpcache-$1.XXXXXX")
     chmod 755 "$dir"   # nginx workers and Traffic Server drop root and must reach their files
     pair_pids=()
     trap pair_servers_stop EXIT
 
     mkdir -p "$dir/www" "$dir/origin"
-    "$5" "$dir/www"
+    "$3" "$dir/www"
     # As the harness's origin: sendfile on, so a 1 KB answer leaves as a head and a body write.
     cat > "$dir/origin/nginx.conf" <<EOF
 worker_processes 1;
@@ -36,6 +38,13 @@ http {
 }
 EOF
     taskset -c 0 nginx -c "$dir/origin/nginx.conf" & pair_pids+=($!)
+}
+
+pair_servers_start() {
+    ours_port=$3 ats_port=$4
+    cargo build --release --quiet
+    local bin="${CARGO_TARGET_DIR:-target}/release/httpcache-proxy"
+    pair_origin_start "$1" "$2" "$5"
     ../shared/bench/conf/trafficserver-setup.sh "$dir/ats" "$ats_port" "$origin_port" > /dev/null
     # Traffic Server binds its event threads itself (to both CPUs by default); 4 binds event
     # thread n to processing unit n, so its one event thread stays on CPU 0.
