@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Two builds of this proxy against each other: the working tree (B) and a git revision (A),
-# in alternating 5 s wrk runs. Both builds and an nginx origin on CPU 0, wrk on CPU 1, the
-# order of A and B flipped every pair (A B, B A, ...), so neither always runs second. Prints per
-# pair each build's requests/s, CPU per request and p99, and B's ratios to A; then the median
-# ratios. This is how the README's and BENCHMARKS.md's "in alternating pinned pairs" figures are
+# in alternating wrk runs (5 s each by default). Both builds and an nginx origin on CPU 0, wrk
+# on CPU 1, the order of A and B flipped every pair (A B, B A, ...), so neither always runs
+# second. Prints per pair each build's requests/s, CPU per request and p99, and B's ratios to
+# A; then the median ratios. This is how the README's and BENCHMARKS.md's "in alternating pinned pairs" figures are
 # taken: on this shared machine two runs of one binary differ by 10% or more, so a change is
 # judged by the spread of many back-to-back pairs, not by one run.
 #   bench/build-pair.sh REV [SIZE] [PAIRS] [MODE]
@@ -11,15 +11,22 @@
 #     SIZE   body size: 1k, 32k, 100k, 256k or 1m (default 100k)
 #     PAIRS  default 6
 #     MODE   hit (default; one URL, cached) or miss (a new URL for every request)
+#   Environment: CONNS (wrk connections, default 64) and SECS (seconds per run, default 5); for
+#   large misses, fewer of both keep the disk writes down (100 KB at 64 connections writes
+#   gigabytes per run).
 # Builds REV in a temporary git worktree with the same CARGO_TARGET_DIR, so only this crate is
 # compiled twice. Needs nginx, wrk, curl, git and python3. Loopback only; bounded (PAIRS x 2
-# runs of 5 s); stops by itself.
+# runs of SECS); stops by itself.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 rev=${1:?usage: bench/build-pair.sh REV [SIZE] [PAIRS] [MODE]}
 size=${2:-100k}
 pairs=${3:-6}
 mode=${4:-hit}
+conns=${CONNS:-64}
+secs=${SECS:-5}
+[[ "$conns" =~ ^[1-9][0-9]*$ ]] || { echo "CONNS: a positive number of connections" >&2; exit 2; }
+[[ "$secs" =~ ^[1-9][0-9]*$ ]] || { echo "SECS: a positive number of seconds" >&2; exit 2; }
 case "$size" in 1k) bytes=1024 ;; 32k) bytes=32768 ;; 100k) bytes=102400 ;;
     256k) bytes=262144 ;; 1m) bytes=1048576 ;; *) echo "SIZE: 1k, 32k, 100k, 256k or 1m" >&2; exit 2 ;; esac
 case "$mode" in hit | miss) ;; *) echo "MODE: hit or miss" >&2; exit 2 ;; esac
@@ -77,26 +84,26 @@ LUA
 run() { # build -> "requests cpu_ticks p99_ms"
     local t0 t1 out
     t0=$(ticks "${pid[$1]}")
-    out=$(taskset -c 1 wrk -t1 -c64 -d5s -s "$dir/load.lua" "$(url "$1")")
+    out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$secs"s -s "$dir/load.lua" "$(url "$1")")
     t1=$(ticks "${pid[$1]}")
     awk -v t=$((t1 - t0)) '/^RESULT/ { print $2, t, $3 }' <<< "$out"
 }
-echo "A = $rev, B = the working tree; $mode, $size, wrk -c64 5 s per run"
+echo "A = $rev, B = the working tree; $mode, $size, wrk -c$conns $secs s per run"
 for i in $(seq "$pairs"); do
     if ((i % 2)); then ra=$(run a); rb=$(run b); else rb=$(run b); ra=$(run a); fi
     echo "$i $ra $rb"
 done | python3 -c '
 import statistics, sys
-hz = int(sys.argv[1]); rate, cpu = [], []
+hz, secs = int(sys.argv[1]), int(sys.argv[2]); rate, cpu = [], []
 for line in sys.stdin:
     i, na, ta, pa, nb, tb, pb = line.split()
     na, ta, nb, tb = int(na), int(ta), int(nb), int(tb)
     ua, ub = ta * 1e6 / hz / na, tb * 1e6 / hz / nb
     rate.append(nb / na); cpu.append(ub / ua)
-    print(f"pair {i}: A {na / 5:9,.0f}/s {ua:7.1f} us/req p99 {float(pa):6.2f} ms   "
-          f"B {nb / 5:9,.0f}/s {ub:7.1f} us/req p99 {float(pb):6.2f} ms   "
+    print(f"pair {i}: A {na / secs:9,.0f}/s {ua:7.1f} us/req p99 {float(pa):6.2f} ms   "
+          f"B {nb / secs:9,.0f}/s {ub:7.1f} us/req p99 {float(pb):6.2f} ms   "
           f"B/A rate {nb / na:.3f}x cpu {ub / ua:.3f}x")
 print(f"B/A over {len(rate)} pairs: rate median {statistics.median(rate):.3f}x "
       f"(range {min(rate):.3f}-{max(rate):.3f}), CPU per request median "
       f"{statistics.median(cpu):.3f}x (range {min(cpu):.3f}-{max(cpu):.3f})")
-' "$(getconf CLK_TCK)"
+' "$(getconf CLK_TCK)" "$secs"
