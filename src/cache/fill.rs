@@ -152,7 +152,6 @@ impl Fill {
 }
 
 /// What a complete fill retained of its body.
-#[derive(Clone)]
 pub enum Kept {
     /// One chunk owning exactly its allocation: the body itself.
     Whole(Bytes),
@@ -161,14 +160,6 @@ pub enum Kept {
 }
 
 impl Kept {
-    /// The body's length.
-    pub fn body_len(&self) -> usize {
-        match self {
-            Kept::Whole(b) => b.len(),
-            Kept::Chunks(c) => c.iter().map(Bytes::len).sum(),
-        }
-    }
-
     /// The body in one allocation of its own (see [`concat`]).
     pub fn joined(self) -> Bytes {
         match self {

@@ -81,19 +81,21 @@ impl FillSink {
 }
 
 /// The memory entry's body from what the fill kept: joined on the heap, or, at the sizes
-/// sent with `sendfile`, written straight into its memory file (one copy, not a join and then
-/// a copy) on tokio's blocking pool, since making that file goes through the filesystem.
+/// sent with `sendfile`, in its memory file, made off the runtime (`mapped::share_off_runtime`
+/// for a body that came whole; chunks are written straight into the file, one copy, not a
+/// join and then a copy).
 async fn memory_body(kept: Kept) -> Bytes {
-    if !mapped::wanted(kept.body_len()) {
-        return kept.joined();
-    }
-    let fallback = kept.clone();
-    tokio::task::spawn_blocking(move || match kept {
-        Kept::Whole(body) => mapped::share(body),
-        Kept::Chunks(chunks) => mapped::from_chunks(&chunks).unwrap_or_else(|| Kept::Chunks(chunks).joined()),
-    })
-    .await
-    .unwrap_or_else(|_| fallback.joined())
+    let chunks = match kept {
+        Kept::Whole(body) => return mapped::share_off_runtime(body).await,
+        Kept::Chunks(chunks) if mapped::wanted(chunks.iter().map(Bytes::len).sum()) => chunks,
+        kept => return kept.joined(),
+    };
+    let heap = Kept::Chunks(chunks.clone());
+    tokio::task::spawn_blocking(move || mapped::from_chunks(&chunks))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| heap.joined())
 }
 
 impl Drop for FillSink {
